@@ -1,0 +1,144 @@
+"""Mesh backend: the project's own room server, one peer connection per remote participant."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import random
+from typing import Any
+
+import aiohttp
+
+from vcalld.call.events import CallObserver, LocalMedia
+from vcalld.call.ice import rtc_configuration
+from vcalld.call.peer import Peer
+from vcalld.config.models import CallConfig
+from vcalld.state import CallState, Participant
+
+log = logging.getLogger(__name__)
+HEARTBEAT_SECONDS = 10.0
+
+
+class RoomRejectedError(Exception):
+    """The room server refused to let us in (room full, bad name)."""
+
+
+class MeshBackend:
+    def __init__(
+        self, config: CallConfig, name: str, media: LocalMedia, observer: CallObserver
+    ) -> None:
+        self.config = config
+        self.name = name
+        self.media = media
+        self.observer = observer
+
+    async def run(self, room: str) -> None:
+        """Stay in `room` until cancelled, rejoining with capped, jittered backoff."""
+        attempt = 0
+        while True:
+            state = CallState.CONNECTING if attempt == 0 else CallState.RECONNECTING
+            self.observer.call_state_changed(state, room)
+            error: str | None = None
+            try:
+                if await _Session(self, room).run():
+                    attempt = 0
+            except (aiohttp.ClientError, OSError, RoomRejectedError) as failure:
+                error = f"room server {self.config.server_url}: {failure or type(failure).__name__}"
+                log.warning("%s", error)
+            self.observer.call_state_changed(CallState.RECONNECTING, room, error)
+            await asyncio.sleep(self._backoff(attempt))
+            attempt += 1
+
+    def _backoff(self, attempt: int) -> float:
+        ceiling = min(
+            self.config.reconnect_max_seconds, self.config.reconnect_min_seconds * 2**attempt
+        )
+        return float(ceiling * random.uniform(0.5, 1.0))
+
+
+class _Session:
+    """One connection to the room server; its end closes every peer of that connection."""
+
+    def __init__(self, backend: MeshBackend, room: str) -> None:
+        self._backend = backend
+        self._room = room
+        self._peers: dict[str, Peer] = {}
+        self._ws: aiohttp.ClientWebSocketResponse | None = None
+
+    async def run(self) -> bool:
+        """True if the room was joined before the connection ended."""
+        joined = False
+        backend = self._backend
+        async with (
+            aiohttp.ClientSession() as http,
+            http.ws_connect(backend.config.server_url, heartbeat=HEARTBEAT_SECONDS) as ws,
+            asyncio.TaskGroup() as tasks,
+        ):
+            self._ws = ws
+            await ws.send_json({"type": "join", "room": self._room, "name": backend.name})
+            try:
+                async for message in ws:
+                    if message.type != aiohttp.WSMsgType.TEXT:
+                        continue
+                    try:
+                        payload = json.loads(message.data)
+                        joined |= payload.get("type") == "joined"
+                        await self._dispatch(payload, tasks)
+                    except (ValueError, KeyError, TypeError, AttributeError) as error:
+                        log.warning("unusable message from the room server: %r", error)
+            finally:
+                await self._close_all()
+        return joined
+
+    async def _dispatch(self, message: dict[str, Any], tasks: asyncio.TaskGroup) -> None:
+        observer = self._backend.observer
+        kind = message.get("type")
+        if kind == "joined":
+            observer.call_state_changed(CallState.IN_CALL, self._room)
+            for entry in message["participants"]:
+                peer = self._add_peer(Participant(id=entry["id"], name=entry["name"]), tasks)
+                tasks.create_task(peer.offer(), name=f"offer-{peer.participant.id}")
+        elif kind == "participant-joined":
+            entry = message["participant"]
+            self._add_peer(Participant(id=entry["id"], name=entry["name"]), tasks)
+        elif kind == "participant-left":
+            await self._remove_peer(message["id"])
+        elif kind == "signal":
+            sender = self._peers.get(message["from"])
+            if sender is None:
+                log.warning("signal from unknown participant %s", message["from"])
+            elif isinstance(message.get("data"), dict):
+                tasks.create_task(sender.handle(message["data"]), name=f"signal-{message['from']}")
+        elif kind == "error":
+            if message.get("code") in ("room-full", "invalid-message", "already-joined"):
+                raise RoomRejectedError(f"{message.get('code')}: {message.get('message')}")
+            log.warning("room server error: %s", message)
+
+    def _add_peer(self, participant: Participant, tasks: asyncio.TaskGroup) -> Peer:
+        backend = self._backend
+        peer = Peer(
+            participant,
+            configuration=rtc_configuration(backend.config.ice_servers),
+            media=backend.media,
+            send=lambda data: self._signal(participant.id, data),
+            observer=backend.observer,
+            tasks=tasks,
+        )
+        self._peers[participant.id] = peer
+        backend.observer.participant_changed(participant)
+        return peer
+
+    async def _signal(self, to: str, data: dict[str, object]) -> None:
+        if self._ws is not None and not self._ws.closed:
+            await self._ws.send_json({"type": "signal", "to": to, "data": data})
+
+    async def _remove_peer(self, participant_id: str) -> None:
+        removed = self._peers.pop(participant_id, None)
+        if removed is not None:
+            await removed.close()
+        self._backend.observer.participant_left(participant_id)
+
+    async def _close_all(self) -> None:
+        for participant_id in list(self._peers):
+            await self._remove_peer(participant_id)

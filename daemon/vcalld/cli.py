@@ -1,0 +1,166 @@
+"""Entry points: `vcalld` (run, check-config, room-server, demo) and `vcallctl`."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+from vcalld import __version__
+from vcalld.config import DEFAULT_PATH, EX_CONFIG, ConfigError, VcalldConfig, load_config, summary
+from vcalld.config.models import ControlConfig
+from vcalld.daemon import Daemon
+from vcalld.demo import run_demo
+from vcalld.logs import setup_logging
+from vcalld.room.server import RoomServer
+from vcalld.service import serve
+
+EX_UNAVAILABLE = 69
+EX_SOFTWARE = 70
+
+
+def vcalld_main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="vcalld", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"vcalld {__version__}")
+    commands = parser.add_subparsers(dest="action", required=True)
+    run = commands.add_parser("run", help="run the daemon")
+    run.add_argument("--config", type=Path, default=DEFAULT_PATH)
+    check = commands.add_parser("check-config", help="validate a config file; exit 78 if bad")
+    check.add_argument("file", type=Path, nargs="?", default=DEFAULT_PATH)
+    room = commands.add_parser("room-server", help="serve rooms and the browser client")
+    room.add_argument("--config", type=Path, default=None)
+    room.add_argument("--host")
+    room.add_argument("--port", type=int)
+    demo = commands.add_parser("demo", help="room server + daemon with test sources")
+    demo.add_argument("--host", default="127.0.0.1")
+    demo.add_argument("--port", type=int, default=8080)
+    demo.add_argument("--room", default="demo")
+    demo.add_argument("--with-peer", action="store_true", help="add a second test device")
+    demo.add_argument("--duration", type=float, help="stop after this many seconds")
+    args = parser.parse_args(argv)
+
+    if args.action == "check-config":
+        config = _load_or_report(args.file)
+        if config is None:
+            return EX_CONFIG
+        print(summary(args.file, config))
+        return 0
+    if args.action == "run":
+        config = _load_or_report(args.config)
+        if config is None:
+            return EX_CONFIG
+        setup_logging(config.logging)
+        return _run_daemon(config)
+    if args.action == "room-server":
+        return _run_room_server(args)
+    setup_logging(VcalldConfig.model_validate({}).logging)
+    asyncio.run(run_demo(args.host, args.port, args.room, args.with_peer, args.duration))
+    return 0
+
+
+def _load_or_report(path: Path) -> VcalldConfig | None:
+    try:
+        return load_config(path)
+    except ConfigError as error:
+        for problem in error.problems:
+            print(problem, file=sys.stderr)
+        count = len(error.problems)
+        print(
+            f"vcalld: {count} error{'s' if count > 1 else ''} in configuration; not starting",
+            file=sys.stderr,
+        )
+        return None
+
+
+def _run_daemon(config: VcalldConfig) -> int:
+    asyncio.run(serve(Daemon(config)))
+    return 0
+
+
+def _run_room_server(args: argparse.Namespace) -> int:
+    if args.config is not None:
+        config = _load_or_report(args.config)
+        if config is None:
+            return EX_CONFIG
+    else:
+        config = VcalldConfig.model_validate({})
+    setup_logging(config.logging)
+    room_config = config.room_server.model_copy(
+        update={
+            key: value
+            for key, value in (("host", args.host), ("port", args.port))
+            if value is not None
+        }
+    )
+
+    async def serve_rooms() -> None:
+        server = RoomServer(room_config)
+        await server.start()
+        try:
+            await asyncio.Event().wait()
+        finally:
+            await server.stop()
+
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(serve_rooms())
+    return 0
+
+
+def vcallctl_main(argv: list[str] | None = None) -> int:
+    """Send one command to the daemon on this device and print its JSON reply."""
+    parser = argparse.ArgumentParser(
+        prog="vcallctl",
+        description="Control the vcalld daemon on this device. Command arguments are given "
+        "as --name value (values are read as JSON when they parse, else as text): "
+        "vcallctl join --room lobby; vcallctl set-mute --audio true; vcallctl state.",
+    )
+    parser.add_argument("--socket", type=Path, default=ControlConfig().socket)
+    parser.add_argument("--timeout", type=float, default=10.0)
+    parser.add_argument("command", help="join, leave, set-mute, get-state, state, media")
+    args, rest = parser.parse_known_args(argv)
+    try:
+        arguments = _command_arguments(rest)
+    except ValueError as error:
+        parser.error(str(error))
+    try:
+        status, reply = asyncio.run(
+            _request(args.socket, args.command, arguments, aiohttp.ClientTimeout(args.timeout))
+        )
+    except (OSError, aiohttp.ClientError, TimeoutError) as error:
+        print(f"vcallctl: cannot reach vcalld at {args.socket}: {error!r}", file=sys.stderr)
+        return EX_UNAVAILABLE
+    print(json.dumps(reply, indent=2))
+    return 0 if status == 200 else 1
+
+
+def _command_arguments(words: list[str]) -> dict[str, Any]:
+    arguments: dict[str, Any] = {}
+    if len(words) % 2:
+        raise ValueError(f"arguments come as --name value pairs, got {' '.join(words)!r}")
+    for name, value in zip(words[::2], words[1::2], strict=True):
+        if not name.startswith("--"):
+            raise ValueError(f"expected --name before {value!r}, got {name!r}")
+        try:
+            arguments[name[2:].replace("-", "_")] = json.loads(value)
+        except json.JSONDecodeError:
+            arguments[name[2:].replace("-", "_")] = value
+    return arguments
+
+
+async def _request(
+    socket: Path, command: str, arguments: dict[str, Any], limits: aiohttp.ClientTimeout
+) -> tuple[int, Any]:
+    connector = aiohttp.UnixConnector(path=str(socket))
+    async with aiohttp.ClientSession(connector=connector, timeout=limits) as session:
+        if command in ("state", "media"):
+            request = session.get(f"http://vcalld/{command}")
+        else:
+            request = session.post(f"http://vcalld/command/{command}", json=arguments)
+        async with request as response:
+            return response.status, await response.json()

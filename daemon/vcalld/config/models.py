@@ -1,0 +1,171 @@
+"""The typed configuration tree: one model per section, unknown keys are errors at every depth."""
+
+from __future__ import annotations
+
+import ipaddress
+import socket
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from vcalld.config.sources import TomlDocumentSource
+
+Port = Annotated[int, Field(ge=1, le=65535)]
+
+
+class Section(BaseModel):
+    """Base of every config model: a typo is an error, never a silently ignored key."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class DeviceConfig(Section):
+    id: str = Field(
+        default_factory=lambda: socket.gethostname() or "vcalld",
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$",
+        description="Stable device id: MQTT topics and the participant id use it.",
+    )
+    name: str = Field(
+        default="",
+        max_length=64,
+        description="Name shown to the other participants; the device id when empty.",
+    )
+
+    @property
+    def display_name(self) -> str:
+        return self.name or self.id
+
+
+class IceServer(Section):
+    urls: list[str] = Field(min_length=1, description="stun:, turn: or turns: URLs.")
+    username: str | None = None
+    credential: str | None = None
+
+
+class CallConfig(Section):
+    backend: Literal["mesh"] = Field(default="mesh", description="Call backend.")
+    server_url: str = Field(
+        default="ws://127.0.0.1:8080/ws",
+        pattern=r"^wss?://",
+        description="WebSocket URL of the room server's signalling endpoint.",
+    )
+    room: str = Field(
+        default="lobby",
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$",
+        description="Room joined at start when auto_join is set.",
+    )
+    auto_join: bool = Field(default=True, description="Join `room` as soon as the daemon starts.")
+    ice_servers: list[IceServer] = Field(
+        default_factory=list,
+        description="STUN/TURN servers. Empty means none: no public STUN server is ever added.",
+    )
+    ice_host_addresses: list[str] = Field(
+        default_factory=list,
+        description=(
+            "Gather host ICE candidates only on these local IP addresses (loopback allowed). "
+            "Empty means every non-loopback address."
+        ),
+    )
+    reconnect_min_seconds: float = Field(default=0.5, gt=0, le=60)
+    reconnect_max_seconds: float = Field(default=5.0, gt=0, le=600)
+
+    @field_validator("ice_host_addresses")
+    @classmethod
+    def _addresses_are_ips(cls, addresses: list[str]) -> list[str]:
+        for address in addresses:
+            ipaddress.ip_address(address)
+        return addresses
+
+    @model_validator(mode="after")
+    def _backoff_bounds_ordered(self) -> CallConfig:
+        if self.reconnect_max_seconds < self.reconnect_min_seconds:
+            raise ValueError("reconnect_max_seconds must not be below reconnect_min_seconds")
+        return self
+
+
+class VideoConfig(Section):
+    enabled: bool = Field(default=True, description="Send video (false: voice only).")
+    source: str = Field(default="test-pattern", description="Entry point in `vcalld.sources`.")
+    width: int = Field(default=640, ge=16, le=7680, multiple_of=2)
+    height: int = Field(default=480, ge=16, le=4320, multiple_of=2)
+    fps: int = Field(default=30, ge=1, le=120)
+
+
+class AudioConfig(Section):
+    enabled: bool = Field(default=True, description="Send audio.")
+    source: str = Field(default="tone", description="Entry point in `vcalld.sources`.")
+    sample_rate: Literal[16000, 24000, 32000, 44100, 48000] = 48000
+    channels: Literal[1, 2] = 1
+    tone_frequency_hz: float = Field(
+        default=440.0, ge=20, le=8000, description="Frequency of the `tone` source."
+    )
+
+
+class DisplayConfig(Section):
+    renderer: str = Field(default="stats", description="Entry point in `vcalld.renderers`.")
+
+
+class MqttConfig(Section):
+    enabled: bool = Field(default=False, description="Connect to an MQTT broker.")
+    host: str = "127.0.0.1"
+    port: Port = 1883
+    username: str | None = None
+    password_file: Path | None = Field(default=None, description="File holding the password.")
+    base_topic: str = Field(default="vcalld", pattern=r"^[^#+]+$")
+    keepalive_seconds: int = Field(default=30, ge=5, le=3600)
+
+
+class LoggingConfig(Section):
+    level: Literal["debug", "info", "warning", "error"] = "info"
+    format: Literal["text", "json"] = Field(
+        default="text", description="`json` writes one JSON object per line (for machines)."
+    )
+
+
+class RoomServerConfig(Section):
+    host: str = Field(default="127.0.0.1", description="Address `vcalld room-server` binds.")
+    port: Port = 8080
+    max_participants: int = Field(default=8, ge=2, le=64)
+    max_message_bytes: int = Field(default=65536, ge=1024, le=1 << 20)
+    ice_servers: list[IceServer] = Field(
+        default_factory=list, description="ICE servers handed to browser clients."
+    )
+
+
+class ControlConfig(Section):
+    enabled: bool = Field(default=True, description="Accept `vcallctl` commands locally.")
+    socket: Path = Field(
+        default=Path("/run/vcalld/control.sock"),
+        description="Unix socket `vcallctl` talks to (root or the vcalld group only).",
+    )
+
+
+class VcalldConfig(BaseSettings):
+    """The whole configuration: TOML document, overridden by `VCALLD_<SECTION>__<KEY>`."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="VCALLD_", env_nested_delimiter="__", extra="forbid", validate_assignment=True
+    )
+
+    device: DeviceConfig = Field(default_factory=DeviceConfig)
+    call: CallConfig = Field(default_factory=CallConfig)
+    video: VideoConfig = Field(default_factory=VideoConfig)
+    audio: AudioConfig = Field(default_factory=AudioConfig)
+    display: DisplayConfig = Field(default_factory=DisplayConfig)
+    mqtt: MqttConfig = Field(default_factory=MqttConfig)
+    logging: LoggingConfig = Field(default_factory=LoggingConfig)
+    room_server: RoomServerConfig = Field(default_factory=RoomServerConfig)
+    control: ControlConfig = Field(default_factory=ControlConfig)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return init_settings, env_settings, TomlDocumentSource(settings_cls)

@@ -1,0 +1,1 @@
+"""Transports that turn outside requests into commands (local socket now; MQTT next)."""

@@ -1,0 +1,142 @@
+"""The supervisor: wires sources, call backend and renderer; owns every task; runs commands."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from contextlib import suppress
+
+from aiortc.mediastreams import MediaStreamTrack
+
+from vcalld.call.backends.mesh import MeshBackend
+from vcalld.call.ice import restrict_host_addresses
+from vcalld.commands import (
+    Command,
+    CommandResult,
+    GetStateCommand,
+    JoinCommand,
+    LeaveCommand,
+    SetMuteCommand,
+)
+from vcalld.config import VcalldConfig
+from vcalld.errors import ShuttingDownError, VcalldError
+from vcalld.media.outgoing import OutgoingMedia
+from vcalld.media.sinks.base import Renderer, load_renderer
+from vcalld.state import CallState, DeviceState, Participant, StateStore
+
+log = logging.getLogger(__name__)
+
+
+class Daemon:
+    def __init__(self, config: VcalldConfig, renderer: Renderer | None = None) -> None:
+        self.config = config
+        self.outgoing = OutgoingMedia(config)
+        self.renderer = renderer or load_renderer(config.display.renderer, config)
+        self.state = StateStore(
+            DeviceState(
+                device_id=config.device.id,
+                video_source=config.video.source if config.video.enabled else None,
+                audio_source=config.audio.source if config.audio.enabled else None,
+            )
+        )
+        self._backend = MeshBackend(
+            config.call, config.device.display_name, self.outgoing.local_media(), self
+        )
+        self._tasks: asyncio.TaskGroup | None = None
+        self._call: asyncio.Task[None] | None = None
+        self._call_room: str | None = None
+        self._stop = asyncio.Event()
+
+    async def run(self, on_ready: Callable[[], None] | None = None) -> None:
+        """Run until `stop()`; a failing source ends the run with its exception."""
+        restrict_host_addresses(self.config.call.ice_host_addresses)
+        async with asyncio.TaskGroup() as tasks:
+            self._tasks = tasks
+            workers = [
+                tasks.create_task(runner, name=name)
+                for name, runner in self.outgoing.runners().items()
+            ]
+            if self.config.call.auto_join:
+                await self.execute(JoinCommand())
+            if on_ready is not None:
+                on_ready()
+            await self._stop.wait()
+            await self._end_call()
+            for worker in workers:
+                worker.cancel()
+        self._tasks = None
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    async def execute(self, command: Command) -> CommandResult:
+        """Run one command; every outcome, including failure, is a result, never an exception."""
+        try:
+            await self._dispatch(command)
+        except VcalldError as error:
+            return CommandResult.failure(error)
+        return CommandResult(ok=True, state=self.state.current)
+
+    async def _dispatch(self, command: Command) -> None:
+        if self._stop.is_set() and not isinstance(command, GetStateCommand):
+            raise ShuttingDownError("the daemon is shutting down")
+        if isinstance(command, JoinCommand):
+            await self._join(command.room or self.config.call.room)
+        elif isinstance(command, LeaveCommand):
+            await self._end_call()
+        elif isinstance(command, SetMuteCommand):
+            if command.audio is not None:
+                self.outgoing.audio_muted = command.audio
+            if command.video is not None:
+                self.outgoing.video_muted = command.video
+            self.state.update(
+                audio_muted=self.outgoing.audio_muted, video_muted=self.outgoing.video_muted
+            )
+
+    async def _join(self, room: str) -> None:
+        if self._call is not None and not self._call.done() and self._call_room == room:
+            return
+        await self._end_call()
+        if self._tasks is None:
+            raise ShuttingDownError("the daemon is not running")
+        self._call_room = room
+        self._call = self._tasks.create_task(self._run_call(room), name=f"call-{room}")
+
+    async def _run_call(self, room: str) -> None:
+        try:
+            await self._backend.run(room)
+        except Exception as error:
+            log.exception("call in room %s failed", room)
+            self.state.update(call=CallState.FAILED, participants=[], last_error=str(error))
+
+    async def _end_call(self) -> None:
+        call, self._call, self._call_room = self._call, None, None
+        if call is not None:
+            call.cancel()
+            with suppress(asyncio.CancelledError):
+                await call
+        if self.state.current.call is not CallState.FAILED:
+            self.state.update(call=CallState.IDLE, room=None, participants=[])
+
+    # CallObserver: how the backend reports to us.
+
+    def call_state_changed(
+        self, state: CallState, room: str | None, error: str | None = None
+    ) -> None:
+        changes: dict[str, object] = {"call": state, "room": room}
+        if state is CallState.IN_CALL:
+            changes["last_error"] = None
+        elif error is not None:
+            changes["last_error"] = error
+        self.state.update(**changes)
+
+    def participant_changed(self, participant: Participant) -> None:
+        self.state.set_participant(participant)
+
+    def participant_left(self, participant_id: str) -> None:
+        self.state.remove_participant(participant_id)
+        self.renderer.forget(participant_id)
+
+    async def remote_track(self, participant_id: str, track: MediaStreamTrack) -> None:
+        await self.renderer.render(participant_id, track)

@@ -1,0 +1,19 @@
+"""One exception hierarchy; each error's `code` is what command replies carry."""
+
+from __future__ import annotations
+
+
+class VcalldError(Exception):
+    code = "error"
+
+
+class InvalidCommandError(VcalldError):
+    code = "invalid-command"
+
+
+class NotInCallError(VcalldError):
+    code = "not-in-call"
+
+
+class ShuttingDownError(VcalldError):
+    code = "shutting-down"

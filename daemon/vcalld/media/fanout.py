@@ -1,0 +1,65 @@
+"""One source, many peer connections: each subscriber gets its own bounded slot."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+
+from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
+from av.frame import Frame
+
+
+class Fanout:
+    """Hands every published frame to each subscribed track.
+
+    A slow subscriber loses its oldest frames instead of building latency (aiortc's
+    `MediaRelay` buffers without bound). Video keeps only the newest frame; audio keeps a few
+    so that a short stall of one encoder does not punch holes into the sound.
+    """
+
+    def __init__(self, kind: str, depth: int) -> None:
+        self.kind = kind
+        self._depth = depth
+        self._subscribers: set[FanoutTrack] = set()
+
+    def subscribe(self) -> FanoutTrack:
+        track = FanoutTrack(self, self._depth)
+        self._subscribers.add(track)
+        return track
+
+    def unsubscribe(self, track: FanoutTrack) -> None:
+        self._subscribers.discard(track)
+
+    def publish(self, frame: Frame) -> None:
+        for track in self._subscribers:
+            track.offer(frame)
+
+    @property
+    def subscriber_count(self) -> int:
+        return len(self._subscribers)
+
+
+class FanoutTrack(MediaStreamTrack):
+    def __init__(self, fanout: Fanout, depth: int) -> None:
+        super().__init__()
+        self.kind = fanout.kind
+        self._fanout = fanout
+        self._frames: deque[Frame] = deque(maxlen=depth)
+        self._ready = asyncio.Event()
+
+    def offer(self, frame: Frame) -> None:
+        self._frames.append(frame)
+        self._ready.set()
+
+    async def recv(self) -> Frame:
+        while not self._frames:
+            if self.readyState != "live":
+                raise MediaStreamError
+            self._ready.clear()
+            await self._ready.wait()
+        return self._frames.popleft()
+
+    def stop(self) -> None:
+        super().stop()
+        self._fanout.unsubscribe(self)
+        self._ready.set()

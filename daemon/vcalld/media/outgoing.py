@@ -1,0 +1,73 @@
+"""This device's outgoing audio and video: sources, mute, and the fan-out to every peer."""
+
+from __future__ import annotations
+
+from collections.abc import Coroutine
+from typing import Any
+
+import numpy as np
+from av import AudioFrame, VideoFrame
+from av.frame import Frame
+
+from vcalld.call.events import LocalMedia
+from vcalld.config import VcalldConfig
+from vcalld.media.fanout import Fanout
+from vcalld.media.sources.base import MediaSource, load_source
+
+AUDIO_SLOTS = 5  # 100 ms of 20 ms frames
+
+
+class OutgoingMedia:
+    def __init__(self, config: VcalldConfig) -> None:
+        self.video_source: MediaSource | None = (
+            load_source(config.video.source, config.video) if config.video.enabled else None
+        )
+        self.audio_source: MediaSource | None = (
+            load_source(config.audio.source, config.audio) if config.audio.enabled else None
+        )
+        self._video = Fanout("video", depth=1)
+        self._audio = Fanout("audio", depth=AUDIO_SLOTS)
+        self.audio_muted = False
+        self.video_muted = False
+
+    def runners(self) -> dict[str, Coroutine[Any, Any, None]]:
+        """The source loops, by task name, for the daemon to own."""
+        runners = {}
+        if self.video_source is not None:
+            runners["video-source"] = self.video_source.run(self._publish_video)
+        if self.audio_source is not None:
+            runners["audio-source"] = self.audio_source.run(self._publish_audio)
+        return runners
+
+    def local_media(self) -> LocalMedia:
+        return LocalMedia(
+            audio=self._audio.subscribe if self.audio_source is not None else None,
+            video=self._video.subscribe if self.video_source is not None else None,
+        )
+
+    def _publish_video(self, frame: Frame) -> None:
+        if self.video_muted and isinstance(frame, VideoFrame):
+            frame = _black_like(frame)
+        self._video.publish(frame)
+
+    def _publish_audio(self, frame: Frame) -> None:
+        if self.audio_muted and isinstance(frame, AudioFrame):
+            frame = _silence_like(frame)
+        self._audio.publish(frame)
+
+
+def _black_like(frame: VideoFrame) -> VideoFrame:
+    """Muted video is black, like a browser's disabled track: peers keep their decoders."""
+    luma = np.full((frame.height, frame.width), 16, np.uint8)
+    chroma = np.full((frame.height // 2, frame.width), 128, np.uint8)
+    black = VideoFrame.from_ndarray(np.concatenate([luma, chroma]), format="yuv420p")
+    black.pts, black.time_base = frame.pts, frame.time_base
+    return black
+
+
+def _silence_like(frame: AudioFrame) -> AudioFrame:
+    channels = len(frame.layout.channels)
+    zeros = np.zeros((1, frame.samples * channels), np.int16)
+    silent = AudioFrame.from_ndarray(zeros, format="s16", layout=frame.layout.name)
+    silent.sample_rate, silent.pts, silent.time_base = frame.sample_rate, frame.pts, frame.time_base
+    return silent

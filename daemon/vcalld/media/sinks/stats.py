@@ -1,0 +1,148 @@
+"""A renderer that shows nothing but measures everything: frame rate, size, pitch, level.
+
+It is the sink of headless runs and tests, and the reference the real display is checked
+against: it recognises the test pattern's frame stamps and the tone's frequency.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
+from av import AudioFrame, VideoFrame
+
+from vcalld.config import VcalldConfig
+from vcalld.media.pattern import Plane, bars_match, read_stamp
+
+FPS_WINDOW_SECONDS = 2.0
+ANALYSIS_SECONDS = 0.5
+
+
+def _plane(frame: VideoFrame, index: int) -> Plane:
+    plane = frame.planes[index]
+    rows = np.frombuffer(bytes(plane), np.uint8).reshape(plane.height, plane.line_size)
+    return rows[:, : plane.width]
+
+
+@dataclass
+class VideoStats:
+    frames: int = 0
+    width: int = 0
+    height: int = 0
+    stamped_frames: int = 0
+    pattern_frames: int = 0
+    last_stamp: int | None = None
+    first_frame_at: float | None = None
+    arrivals: deque[float] = field(default_factory=lambda: deque(maxlen=512))
+
+    def add(self, frame: VideoFrame) -> None:
+        now = time.monotonic()
+        self.frames += 1
+        self.first_frame_at = self.first_frame_at or now
+        self.arrivals.append(now)
+        self.width, self.height = frame.width, frame.height
+        if frame.format.name != "yuv420p":
+            return
+        luma = _plane(frame, 0)
+        stamp = read_stamp(luma)
+        if stamp is not None:
+            self.stamped_frames += 1
+            self.last_stamp = stamp
+            self.pattern_frames += bars_match(luma, _plane(frame, 1), _plane(frame, 2))
+
+    def fps(self) -> float:
+        now = time.monotonic()
+        recent = [t for t in self.arrivals if now - t <= FPS_WINDOW_SECONDS]
+        if len(recent) < 2:
+            return 0.0
+        return (len(recent) - 1) / max(now - recent[0], 1e-3)
+
+    def snapshot(self) -> dict[str, Any]:
+        return {
+            "frames": self.frames,
+            "fps": round(self.fps(), 1),
+            "width": self.width,
+            "height": self.height,
+            "stamped_frames": self.stamped_frames,
+            "pattern_frames": self.pattern_frames,
+            "last_stamp": self.last_stamp,
+            "first_frame_at": self.first_frame_at,
+        }
+
+
+@dataclass
+class AudioStats:
+    frames: int = 0
+    samples: int = 0
+    sample_rate: int = 0
+    first_frame_at: float | None = None
+    recent: deque[np.ndarray[Any, Any]] = field(default_factory=lambda: deque(maxlen=64))
+
+    def add(self, frame: AudioFrame) -> None:
+        self.frames += 1
+        self.samples += frame.samples
+        self.sample_rate = frame.sample_rate
+        self.first_frame_at = self.first_frame_at or time.monotonic()
+        channels = len(frame.layout.channels)
+        mono = frame.to_ndarray().reshape(-1, channels).mean(axis=1)
+        self.recent.append(mono)
+
+    def analysis(self) -> tuple[float | None, float | None]:
+        """(level in dBFS, dominant frequency in Hz) over the last half second."""
+        if not self.recent or not self.sample_rate:
+            return None, None
+        wanted = int(self.sample_rate * ANALYSIS_SECONDS)
+        signal = np.concatenate(list(self.recent))[-wanted:] / 32768.0
+        rms = float(np.sqrt(np.mean(signal**2)))
+        if rms < 1e-5:
+            return -100.0, None
+        spectrum = np.abs(np.fft.rfft(signal * np.hanning(len(signal))))
+        peak = int(np.argmax(spectrum[1:])) + 1
+        return round(20 * np.log10(rms), 1), round(peak * self.sample_rate / len(signal), 1)
+
+    def snapshot(self) -> dict[str, Any]:
+        level, frequency = self.analysis()
+        return {
+            "frames": self.frames,
+            "samples": self.samples,
+            "sample_rate": self.sample_rate,
+            "level_dbfs": level,
+            "frequency_hz": frequency,
+            "first_frame_at": self.first_frame_at,
+        }
+
+
+@dataclass
+class ParticipantMedia:
+    video: VideoStats = field(default_factory=VideoStats)
+    audio: AudioStats = field(default_factory=AudioStats)
+
+
+class StatsRenderer:
+    def __init__(self, config: VcalldConfig | None = None) -> None:
+        self._participants: dict[str, ParticipantMedia] = {}
+
+    async def render(self, participant_id: str, track: MediaStreamTrack) -> None:
+        media = self._participants.setdefault(participant_id, ParticipantMedia())
+        try:
+            while True:
+                frame = await track.recv()
+                if isinstance(frame, VideoFrame):
+                    media.video.add(frame)
+                elif isinstance(frame, AudioFrame):
+                    media.audio.add(frame)
+        except MediaStreamError:
+            return
+
+    def forget(self, participant_id: str) -> None:
+        self._participants.pop(participant_id, None)
+
+    def snapshot(self) -> dict[str, Any]:
+        return {
+            participant: {"video": media.video.snapshot(), "audio": media.audio.snapshot()}
+            for participant, media in self._participants.items()
+        }

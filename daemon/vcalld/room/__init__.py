@@ -1,0 +1,1 @@
+"""The built-in room server: WebSocket signalling for named rooms plus the browser client."""

@@ -1,0 +1,157 @@
+"""aiohttp room server: serves the browser client and relays signalling within rooms."""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from aiohttp import WSMsgType, web
+
+from vcalld.config.models import RoomServerConfig
+from vcalld.room.protocol import (
+    Join,
+    Leave,
+    ProtocolError,
+    Signal,
+    error_message,
+    parse_client_message,
+)
+from vcalld.room.rooms import Member, Rooms
+
+log = logging.getLogger(__name__)
+STATIC_DIR = Path(__file__).parent / "static"
+# aiohttp closes the socket (code 1009) above this; below it an oversized message gets an
+# error reply and the connection lives on.
+TRANSPORT_LIMIT_FACTOR = 4
+
+
+@dataclass
+class _Session:
+    ws: web.WebSocketResponse
+    room: str | None = None
+    member: Member[web.WebSocketResponse] | None = None
+
+
+class RoomServer:
+    def __init__(self, config: RoomServerConfig) -> None:
+        self._config = config
+        self._rooms: Rooms[web.WebSocketResponse] = Rooms(config.max_participants)
+        self._runner: web.AppRunner | None = None
+        self.port = config.port
+
+    def app(self) -> web.Application:
+        app = web.Application()
+        app.router.add_get("/", self._index)
+        app.router.add_get("/ws", self._websocket)
+        app.router.add_get("/healthz", self._health)
+        app.router.add_static("/static", STATIC_DIR)
+        return app
+
+    async def start(self) -> None:
+        self._runner = web.AppRunner(self.app(), handle_signals=False)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, self._config.host, self._config.port)
+        await site.start()
+        self.port = self._runner.addresses[0][1]
+        log.info("room server listening on http://%s:%d/", self._config.host, self.port)
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+    async def _index(self, request: web.Request) -> web.FileResponse:
+        return web.FileResponse(STATIC_DIR / "index.html")
+
+    async def _health(self, request: web.Request) -> web.Response:
+        return web.json_response({"ok": True, "rooms": self._rooms.counts()})
+
+    async def _websocket(self, request: web.Request) -> web.WebSocketResponse:
+        limit = self._config.max_message_bytes
+        ws = web.WebSocketResponse(heartbeat=15, max_msg_size=limit * TRANSPORT_LIMIT_FACTOR)
+        await ws.prepare(request)
+        session = _Session(ws)
+        try:
+            async for message in ws:
+                if message.type == WSMsgType.TEXT:
+                    await self._receive(session, message.data)
+                elif message.type == WSMsgType.BINARY:
+                    await _send(
+                        ws, error_message("invalid-message", "binary messages not accepted")
+                    )
+        finally:
+            await self._leave(session)
+        return ws
+
+    async def _receive(self, session: _Session, text: str) -> None:
+        try:
+            if len(text.encode()) > self._config.max_message_bytes:
+                raise ProtocolError(
+                    "message-too-large",
+                    f"message exceeds {self._config.max_message_bytes} bytes",
+                )
+            message = parse_client_message(text)
+            if isinstance(message, Join):
+                await self._join(session, message)
+            elif isinstance(message, Leave):
+                await self._leave(session)
+            elif isinstance(message, Signal):
+                await self._relay(session, message)
+        except ProtocolError as error:
+            await _send(session.ws, error_message(error.code, str(error)))
+        except Exception:
+            log.exception("room server: unexpected failure handling a message")
+            await _send(session.ws, error_message("internal-error", "message not processed"))
+
+    async def _join(self, session: _Session, message: Join) -> None:
+        if session.member is not None:
+            raise ProtocolError("already-joined", f"already in room {session.room!r}")
+        member, others = self._rooms.join(message.room, message.name, session.ws)
+        session.room, session.member = message.room, member
+        log.info("%s (%s) joined room %s", member.name, member.id, message.room)
+        await _send(
+            session.ws,
+            {
+                "type": "joined",
+                "room": message.room,
+                "id": member.id,
+                "participants": [other.describe() for other in others],
+                "ice_servers": [
+                    server.model_dump(exclude_none=True) for server in self._config.ice_servers
+                ],
+            },
+        )
+        for other in others:
+            await _send(
+                other.link, {"type": "participant-joined", "participant": member.describe()}
+            )
+
+    async def _leave(self, session: _Session) -> None:
+        if session.member is None or session.room is None:
+            return
+        member, room = session.member, session.room
+        session.member = session.room = None
+        log.info("%s (%s) left room %s", member.name, member.id, room)
+        for other in self._rooms.leave(room, member.id):
+            await _send(other.link, {"type": "participant-left", "id": member.id})
+
+    async def _relay(self, session: _Session, message: Signal) -> None:
+        if session.member is None or session.room is None:
+            raise ProtocolError("not-in-room", "join a room before signalling")
+        target = self._rooms.find(session.room, message.to)
+        await _send(
+            target.link, {"type": "signal", "from": session.member.id, "data": message.data}
+        )
+
+
+async def _send(ws: web.WebSocketResponse, payload: dict[str, Any]) -> None:
+    """Send, tolerating a peer that is going away: its own handler cleans up after it."""
+    if ws.closed:
+        return
+    try:
+        await ws.send_str(json.dumps(payload))
+    except ConnectionError:
+        log.debug("room server: peer went away while sending")

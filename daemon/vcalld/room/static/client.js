@@ -1,0 +1,196 @@
+// vcalld browser client: joins a room with camera and microphone, one RTCPeerConnection per
+// remote participant. The newcomer offers to everyone already in the room.
+"use strict";
+
+const vcall = {
+  id: null,
+  room: null,
+  ws: null,
+  localStream: null,
+  iceServers: [],
+  peers: new Map(), // participant id -> {pc, name, tile, stream}
+  log: [],
+  errors: [],
+};
+window.vcall = vcall;
+
+const $ = (id) => document.getElementById(id);
+
+function setStatus(text) {
+  $("status").textContent = text;
+  vcall.log.push(text);
+}
+
+function send(message) {
+  if (vcall.ws && vcall.ws.readyState === WebSocket.OPEN) vcall.ws.send(JSON.stringify(message));
+}
+
+function addTile(id, name) {
+  const figure = document.createElement("figure");
+  figure.className = "tile";
+  figure.id = "tile-" + id;
+  const video = document.createElement("video");
+  video.autoplay = true;
+  video.playsInline = true;
+  const caption = document.createElement("figcaption");
+  caption.textContent = name;
+  figure.append(video, caption);
+  $("tiles").append(figure);
+  return figure;
+}
+
+function createPeer(participant) {
+  const pc = new RTCPeerConnection({ iceServers: vcall.iceServers });
+  const stream = new MediaStream();
+  const tile = addTile(participant.id, participant.name);
+  tile.querySelector("video").srcObject = stream;
+  const peer = { pc, name: participant.name, tile, stream, queue: Promise.resolve() };
+  vcall.peers.set(participant.id, peer);
+  for (const track of vcall.localStream.getTracks()) pc.addTrack(track, vcall.localStream);
+  pc.ontrack = (event) => stream.addTrack(event.track);
+  pc.onicecandidate = (event) => {
+    const candidate = event.candidate ? event.candidate.toJSON() : null;
+    send({ type: "signal", to: participant.id, data: { candidate } });
+  };
+  pc.onconnectionstatechange = () => setStatus(`${participant.name}: ${pc.connectionState}`);
+  return peer;
+}
+
+function closePeer(id) {
+  const peer = vcall.peers.get(id);
+  if (!peer) return;
+  peer.pc.close();
+  peer.tile.remove();
+  vcall.peers.delete(id);
+}
+
+async function offerTo(participant) {
+  const peer = createPeer(participant);
+  await peer.pc.setLocalDescription(await peer.pc.createOffer());
+  send({ type: "signal", to: participant.id, data: { description: peer.pc.localDescription.toJSON() } });
+}
+
+async function handleSignal(from, data) {
+  let peer = vcall.peers.get(from);
+  if (!peer) peer = createPeer({ id: from, name: vcall.names.get(from) || from });
+  if (data.description) {
+    await peer.pc.setRemoteDescription(data.description);
+    if (data.description.type === "offer") {
+      await peer.pc.setLocalDescription(await peer.pc.createAnswer());
+      send({ type: "signal", to: from, data: { description: peer.pc.localDescription.toJSON() } });
+    }
+  } else if (data.candidate) {
+    await peer.pc.addIceCandidate(data.candidate);
+  }
+}
+
+vcall.names = new Map();
+
+function onMessage(event) {
+  const message = JSON.parse(event.data);
+  switch (message.type) {
+    case "joined":
+      vcall.id = message.id;
+      vcall.iceServers = message.ice_servers || [];
+      setStatus(`In room ${message.room} with ${message.participants.length} other(s)`);
+      for (const participant of message.participants) {
+        vcall.names.set(participant.id, participant.name);
+        offerTo(participant).catch(reportError);
+      }
+      break;
+    case "participant-joined":
+      vcall.names.set(message.participant.id, message.participant.name);
+      setStatus(`${message.participant.name} joined`);
+      break;
+    case "participant-left":
+      closePeer(message.id);
+      setStatus(`${vcall.names.get(message.id) || message.id} left`);
+      break;
+    case "signal": {
+      // Signals of one peer are applied in order: a candidate must not overtake its offer.
+      const peer = vcall.peers.get(message.from);
+      const run = () => handleSignal(message.from, message.data).catch(reportError);
+      if (peer) peer.queue = peer.queue.then(run);
+      else run();
+      break;
+    }
+    case "error":
+      reportError(new Error(`${message.code}: ${message.message}`));
+      break;
+  }
+}
+
+function reportError(error) {
+  vcall.errors.push(String(error));
+  setStatus(String(error));
+}
+
+async function join(room, name) {
+  vcall.localStream = await navigator.mediaDevices.getUserMedia({ video: true, audio: true });
+  $("self-video").srcObject = vcall.localStream;
+  $("self-tile").hidden = false;
+  const scheme = location.protocol === "https:" ? "wss" : "ws";
+  vcall.ws = new WebSocket(`${scheme}://${location.host}/ws`);
+  vcall.room = room;
+  vcall.ws.onopen = () => send({ type: "join", room, name });
+  vcall.ws.onmessage = onMessage;
+  vcall.ws.onclose = () => {
+    for (const id of [...vcall.peers.keys()]) closePeer(id);
+    setStatus("Disconnected from the room server");
+  };
+  $("join-form").hidden = true;
+  $("controls").hidden = false;
+}
+
+function leave() {
+  send({ type: "leave" });
+  if (vcall.ws) vcall.ws.close();
+  for (const id of [...vcall.peers.keys()]) closePeer(id);
+  if (vcall.localStream) for (const track of vcall.localStream.getTracks()) track.stop();
+  $("self-tile").hidden = true;
+  $("join-form").hidden = false;
+  $("controls").hidden = true;
+  setStatus("Left the call");
+}
+
+function toggle(kind, button, onText, offText) {
+  const tracks = kind === "audio" ? vcall.localStream.getAudioTracks() : vcall.localStream.getVideoTracks();
+  const muting = tracks.length > 0 && tracks[0].enabled;
+  for (const track of tracks) track.enabled = !muting;
+  button.setAttribute("aria-pressed", String(muting));
+  button.textContent = muting ? onText : offText;
+}
+
+// Summary for tests and diagnostics: per participant, what getStats says arrived and left.
+vcall.stats = async () => {
+  const result = {};
+  for (const [id, peer] of vcall.peers) {
+    const entry = { name: peer.name, state: peer.pc.connectionState, inbound: {}, outbound: {} };
+    const report = await peer.pc.getStats();
+    report.forEach((stat) => {
+      if (stat.type === "inbound-rtp") {
+        entry.inbound[stat.kind] = {
+          framesDecoded: stat.framesDecoded, frameWidth: stat.frameWidth, frameHeight: stat.frameHeight,
+          framesPerSecond: stat.framesPerSecond, totalSamplesReceived: stat.totalSamplesReceived,
+          audioLevel: stat.audioLevel, packetsReceived: stat.packetsReceived,
+        };
+      } else if (stat.type === "outbound-rtp") {
+        entry.outbound[stat.kind] = { packetsSent: stat.packetsSent, framesEncoded: stat.framesEncoded };
+      }
+    });
+    result[id] = entry;
+  }
+  return result;
+};
+
+const params = new URLSearchParams(location.search);
+$("room").value = params.get("room") || "demo";
+$("name").value = params.get("name") || "browser";
+$("join-form").addEventListener("submit", (event) => {
+  event.preventDefault();
+  join($("room").value, $("name").value).catch(reportError);
+});
+$("leave").addEventListener("click", leave);
+$("mute-audio").addEventListener("click", (e) => toggle("audio", e.target, "Unmute microphone", "Mute microphone"));
+$("mute-video").addEventListener("click", (e) => toggle("video", e.target, "Start camera", "Stop camera"));
+if (params.get("autojoin") === "1") join($("room").value, $("name").value).catch(reportError);

@@ -1,0 +1,84 @@
+"""The single source of truth about the device, and the one place that announces changes."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from enum import StrEnum
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+log = logging.getLogger(__name__)
+
+
+class CallState(StrEnum):
+    IDLE = "idle"
+    CONNECTING = "connecting"
+    IN_CALL = "in-call"
+    RECONNECTING = "reconnecting"
+    FAILED = "failed"
+
+
+class Participant(BaseModel):
+    id: str
+    name: str
+    connection: str = "new"
+
+
+class DeviceState(BaseModel):
+    device_id: str
+    call: CallState = CallState.IDLE
+    room: str | None = None
+    participants: list[Participant] = Field(default_factory=list)
+    audio_muted: bool = False
+    video_muted: bool = False
+    video_source: str | None = None
+    audio_source: str | None = None
+    last_error: str | None = None
+
+
+Listener = Callable[[DeviceState], None]
+
+
+class StateStore:
+    """Holds `DeviceState`; every change notifies listeners (MQTT, systemd STATUS, vcallctl)."""
+
+    def __init__(self, initial: DeviceState) -> None:
+        self._state = initial
+        self._listeners: list[Listener] = []
+        self._changed = asyncio.Condition()
+
+    @property
+    def current(self) -> DeviceState:
+        return self._state
+
+    def listen(self, listener: Listener) -> None:
+        self._listeners.append(listener)
+
+    def update(self, **changes: Any) -> None:
+        updated = self._state.model_copy(update=changes)
+        if updated == self._state:
+            return
+        self._state = updated
+        for listener in self._listeners:
+            listener(updated)
+        asyncio.get_running_loop().create_task(self._wake())
+
+    def set_participant(self, participant: Participant) -> None:
+        others = [p for p in self._state.participants if p.id != participant.id]
+        self.update(participants=[*others, participant])
+
+    def remove_participant(self, participant_id: str) -> None:
+        self.update(participants=[p for p in self._state.participants if p.id != participant_id])
+
+    async def _wake(self) -> None:
+        async with self._changed:
+            self._changed.notify_all()
+
+    async def wait_for(self, predicate: Callable[[DeviceState], bool]) -> DeviceState:
+        """The first state that satisfies `predicate` (bound it with `asyncio.timeout`)."""
+        async with self._changed:
+            await self._changed.wait_for(lambda: predicate(self._state))
+            return self._state
