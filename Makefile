@@ -19,8 +19,8 @@ demo: $(VENV)/.installed
 test: lint pytest
 
 lint: $(VENV)/.installed
-	$(BIN)/ruff check daemon tests bench
-	$(BIN)/ruff format --check daemon tests bench
+	$(BIN)/ruff check daemon tests
+	$(BIN)/ruff format --check daemon tests
 	$(BIN)/mypy
 
 # WebRTC tests run in a private network namespace that has only `lo`, so no ICE candidate on

@@ -95,7 +95,9 @@ class Peer:
                 log.warning("bad signal from %s: %s", self.participant.name, error)
 
     async def close(self) -> None:
-        await self.pc.close()
+        # Shielded: cancelling a waiter on aiortc's close future cancels the future itself, and
+        # aiortc's own close task (started when DTLS ends) then fails setting its result.
+        await asyncio.shield(self.pc.close())
         for track in self._local_tracks:
             track.stop()
 

@@ -126,7 +126,7 @@ class LoggingConfig(Section):
 
 class RoomServerConfig(Section):
     host: str = Field(default="127.0.0.1", description="Address `vcalld room-server` binds.")
-    port: Port = 8080
+    port: int = Field(default=8080, ge=0, le=65535, description="0 picks a free port.")
     max_participants: int = Field(default=8, ge=2, le=64)
     max_message_bytes: int = Field(default=65536, ge=1024, le=1 << 20)
     ice_servers: list[IceServer] = Field(

@@ -1,0 +1,41 @@
+"""Shared fixtures: a room server on a free loopback port and daemons wired to it."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from vcalld.config import VcalldConfig
+from vcalld.config.models import RoomServerConfig
+from vcalld.room.server import RoomServer
+
+
+@pytest.fixture
+async def room_server() -> AsyncIterator[RoomServer]:
+    server = RoomServer(RoomServerConfig(port=0, max_participants=4))
+    await server.start()
+    yield server
+    await server.stop()
+
+
+@pytest.fixture
+def daemon_config(tmp_path: Path) -> Callable[..., VcalldConfig]:
+    def make(server: RoomServer, device_id: str, **sections: dict[str, Any]) -> VcalldConfig:
+        document: dict[str, Any] = {
+            "device": {"id": device_id},
+            "call": {
+                "server_url": f"ws://127.0.0.1:{server.port}/ws",
+                "room": "test",
+                "ice_host_addresses": ["127.0.0.1"],
+                "reconnect_max_seconds": 1.0,
+            },
+            "control": {"socket": str(tmp_path / f"{device_id}.sock")},
+        }
+        for name, values in sections.items():
+            document.setdefault(name, {}).update(values)
+        return VcalldConfig.model_validate(document)
+
+    return make

@@ -1,0 +1,113 @@
+"""Config loading: every problem reported as FILE:LINE: key: message, exit 78 from the CLI."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from vcalld.cli import vcalld_main
+from vcalld.config import EX_CONFIG, ConfigError, load_config
+from vcalld.config.locate import key_lines
+
+EXAMPLE = Path(__file__).parent.parent / "config" / "vcalld.toml"
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "vcalld.toml"
+    path.write_text(text)
+    return path
+
+
+def problems(path: Path) -> list[str]:
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+    return [str(problem) for problem in caught.value.problems]
+
+
+def test_example_file_is_valid_and_summarised(capsys: pytest.CaptureFixture[str]) -> None:
+    assert vcalld_main(["check-config", str(EXAMPLE)]) == 0
+    assert capsys.readouterr().out.startswith(f"{EXAMPLE}: ok: device ")
+
+
+def test_unknown_key_names_line_and_suggests(tmp_path: Path) -> None:
+    path = write(tmp_path, '[device]\nid = "k1"\n\n[call]\nroom = "lobby"\nauto_joyn = true\n')
+    assert problems(path) == [
+        f'{path}:6: call.auto_joyn: unknown key (did you mean "auto_join"?)',
+    ]
+
+
+def test_wrong_type_names_line_and_value(tmp_path: Path) -> None:
+    path = write(tmp_path, '[video]\nfps = 30\nwidth = "wide"\n')
+    assert problems(path) == [
+        f"{path}:3: video.width: input should be a valid integer, unable to parse string as an "
+        'integer, got "wide"',
+    ]
+
+
+def test_bad_toml_syntax_names_line(tmp_path: Path) -> None:
+    path = write(tmp_path, '[call]\nroom = "lobby"\nserver_url = ws://x\n')
+    assert problems(path) == [f"{path}:3: syntax: Invalid value (column 14)"]
+
+
+def test_all_problems_reported_in_line_order(tmp_path: Path) -> None:
+    path = write(tmp_path, "[mqtt]\nport = 70000\n[audio]\nchannels = 3\n[nope]\nx = 1\n")
+    assert [p.split(": ")[0:2] for p in problems(path)] == [
+        [f"{path}:2", "mqtt.port"],
+        [f"{path}:4", "audio.channels"],
+        [f"{path}:5", "nope"],
+    ]
+
+
+def test_array_of_tables_entry_located(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        '[[call.ice_servers]]\nurls = ["stun:a"]\n\n[[call.ice_servers]]\nurls = []\n',
+    )
+    assert problems(path) == [
+        f"{path}:5: call.ice_servers[1].urls: list should have at least 1 item after "
+        "validation, not 0, got []",
+    ]
+
+
+def test_environment_override_and_its_errors(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = write(tmp_path, '[call]\nroom = "lobby"\n')
+    monkeypatch.setenv("VCALLD_CALL__ROOM", "hall")
+    assert load_config(path).call.room == "hall"
+    monkeypatch.setenv("VCALLD_MQTT__PORT", "99999")
+    monkeypatch.setenv("VCALLD_CAL__ROOM", "x")
+    assert problems(path) == [
+        'environment VCALLD_CAL__ROOM: cal: unknown section (did you mean "call"?)',
+        "environment VCALLD_MQTT__PORT: mqtt.port: input should be less than or equal to "
+        '65535, got "99999"',
+    ]
+
+
+@pytest.mark.parametrize("action", ["check-config", "run"])
+def test_cli_exits_78_with_exact_text(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], action: str
+) -> None:
+    path = write(tmp_path, "[video]\nwidht = 640\n")
+    argv = (
+        ["check-config", str(path)] if action == "check-config" else ["run", "--config", str(path)]
+    )
+    assert vcalld_main(argv) == EX_CONFIG
+    assert capsys.readouterr().err == (
+        f'{path}:2: video.widht: unknown key (did you mean "width"?)\n'
+        "vcalld: 1 error in configuration; not starting\n"
+    )
+
+
+def test_missing_file(tmp_path: Path) -> None:
+    path = tmp_path / "absent.toml"
+    assert problems(path) == [f"{path}: file: cannot read: No such file or directory"]
+
+
+def test_key_lines_skip_multiline_values() -> None:
+    text = '[a]\nlist = [\n  "x = 1",\n]\nb = 2\n[c.d]\n"e.f" = 3\n'
+    lines = key_lines(text)
+    assert lines[("a", "b")] == 5
+    assert ("a", "x") not in lines
+    assert lines[("c", "d", "e.f")] == 7
