@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import inspect
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
+
+import pytest
 
 from vcalld.config import VcalldConfig
 from vcalld.daemon import Daemon
@@ -25,10 +28,14 @@ async def running(config: VcalldConfig) -> AsyncIterator[Daemon]:
 
 
 async def eventually(check: Callable[[], Any], within: float, period: float = 0.2) -> Any:
-    """Poll `check` until it returns something truthy, for media measured in another task."""
+    """Poll `check` (sync or async) until it returns something truthy; media are measured in
+    other tasks and processes, so there is no event to wait on."""
     async with asyncio.timeout(within):
         while True:
-            if value := check():
+            value = check()
+            if inspect.isawaitable(value):
+                value = await value
+            if value:
                 return value
             await asyncio.sleep(period)
 
@@ -38,3 +45,34 @@ def received(daemon: Daemon, name: str) -> dict[str, Any]:
     ids = [p.id for p in daemon.state.current.participants if p.name == name]
     snapshot = daemon.renderer.snapshot()
     return snapshot.get(ids[0], {}) if ids else {}
+
+
+MIN_FPS = 25
+
+
+def video_ok(stats: dict[str, Any], size: tuple[int, int] | None = (640, 480)) -> bool:
+    """At least MIN_FPS of recognisable test pattern, at `size` if one is given."""
+    video = stats.get("video", {})
+    return bool(
+        video.get("fps", 0) >= MIN_FPS
+        and video.get("pattern_frames", 0) > MIN_FPS
+        and (size is None or (video["width"], video["height"]) == size)
+    )
+
+
+def tone_ok(stats: dict[str, Any], tone_hz: float) -> bool:
+    frequency = stats.get("audio", {}).get("frequency_hz")
+    return frequency is not None and abs(frequency - tone_hz) < 5
+
+
+async def assert_receives(
+    daemon: Daemon, name: str, tone_hz: float, size: tuple[int, int] | None = (640, 480)
+) -> None:
+    """`daemon`'s sink gets `name`'s test pattern at full rate and its tone at the right pitch."""
+    await eventually(lambda: video_ok(received(daemon, name), size), 25)
+    await eventually(lambda: tone_ok(received(daemon, name), tone_hz), 10)
+    stats = received(daemon, name)
+    video, audio = stats["video"], stats["audio"]
+    assert video["pattern_frames"] >= 0.9 * video["stamped_frames"] > 0, stats
+    assert audio["frequency_hz"] == pytest.approx(tone_hz, abs=5), stats
+    assert audio["level_dbfs"] > -30, stats

@@ -1,0 +1,140 @@
+"""Debian's headless Chromium running the browser client, in calls with daemons."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode
+
+import pytest
+
+from tests.chromium import (
+    Page,
+    chromium_page,
+    install_probe,
+    remote_picture,
+    remote_pitch,
+    write_pattern_clip,
+    write_tone_wav,
+)
+from tests.helpers import assert_receives, eventually, running
+from vcalld.config import VcalldConfig
+from vcalld.media.pattern import bars_match, read_stamp
+from vcalld.room.server import RoomServer
+
+pytestmark = pytest.mark.slow
+BROWSER_TONE_HZ = 660.0
+WIDTH, HEIGHT, FPS = 640, 480, 30
+
+
+@dataclass(frozen=True)
+class BrowserMedia:
+    clip: Path
+    wav: Path
+
+
+@pytest.fixture(scope="module")
+def browser_media(tmp_path_factory: pytest.TempPathFactory) -> BrowserMedia:
+    folder = tmp_path_factory.mktemp("browser-media")
+    return BrowserMedia(
+        clip=write_pattern_clip(folder / "pattern.y4m", WIDTH, HEIGHT, FPS, frames=2 * FPS),
+        wav=write_tone_wav(folder / "tone.wav", BROWSER_TONE_HZ, seconds=2),
+    )
+
+
+@asynccontextmanager
+async def browser(server: RoomServer, media: BrowserMedia, name: str) -> AsyncIterator[Page]:
+    query = urlencode({"room": "test", "name": name, "autojoin": "1"})
+    url = f"http://127.0.0.1:{server.port}/?{query}"
+    async with chromium_page(url, video_clip=media.clip, audio_wav=media.wav) as page:
+        await eventually(lambda: page.evaluate("typeof vcall === 'object'"), 10)
+        await install_probe(page)
+        yield page
+
+
+async def inbound(page: Page, name: str) -> dict[str, Any]:
+    """getStats' inbound video and audio from participant `name`, keyed by kind."""
+    for entry in (await page.evaluate("vcall.stats()")).values():
+        if entry["name"] == name:
+            inbound_stats: dict[str, Any] = entry["inbound"]
+            return inbound_stats
+    return {}
+
+
+async def wait_for_inbound(page: Page, name: str, within: float) -> None:
+    """Until the page decodes `name`'s video at full size and plays audible audio."""
+    async with asyncio.timeout(within):
+        while True:
+            stats = await inbound(page, name)
+            video, audio = stats.get("video", {}), stats.get("audio", {})
+            if (
+                video.get("framesDecoded", 0) > FPS
+                and (video.get("frameWidth"), video.get("frameHeight")) == (WIDTH, HEIGHT)
+                and audio.get("audioLevel", 0) > 0.05
+            ):
+                return
+            await asyncio.sleep(0.3)
+
+
+async def assert_page_receives(page: Page, name: str, tone_hz: float) -> None:
+    """Frame rate, picture content and pitch of `name` as seen and heard in Chromium."""
+    await wait_for_inbound(page, name, 20)
+    before = (await inbound(page, name))["video"]["framesDecoded"]
+    await asyncio.sleep(2.0)
+    decoded = (await inbound(page, name))["video"]["framesDecoded"] - before
+    assert decoded >= 2.0 * 25, f"Chromium decoded {decoded} frames from {name} in 2 s"
+
+    stamps = []
+    for _ in range(2):
+        picture = await remote_picture(page, name)
+        assert picture is not None
+        luma, u, v = picture
+        assert luma.shape == (HEIGHT, WIDTH)
+        assert bars_match(luma, u, v), (
+            f"colour bars from {name} are not where the pattern puts them"
+        )
+        stamps.append(read_stamp(luma))
+        await asyncio.sleep(0.5)
+    assert None not in stamps and stamps[0] != stamps[1], stamps
+
+    pitch = await remote_pitch(page, name)
+    assert pitch is not None and pitch["frequency"] == pytest.approx(tone_hz, abs=10), pitch
+
+
+async def test_chromium_and_daemon_call_both_ways(
+    room_server: RoomServer,
+    daemon_config: Callable[..., VcalldConfig],
+    browser_media: BrowserMedia,
+) -> None:
+    config = daemon_config(room_server, "kiosk", audio={"tone_frequency_hz": 440.0})
+    async with running(config) as kiosk, browser(room_server, browser_media, "chromium") as page:
+        await assert_page_receives(page, "kiosk", 440.0)
+        # Chromium may scale its camera down while its bandwidth estimate ramps up.
+        await assert_receives(kiosk, "chromium", BROWSER_TONE_HZ, size=None)
+        assert not page.exceptions
+
+
+async def test_two_daemons_and_chromium_all_receive_everyone(
+    room_server: RoomServer,
+    daemon_config: Callable[..., VcalldConfig],
+    browser_media: BrowserMedia,
+) -> None:
+    tones = {"dev-a": 440.0, "dev-b": 1000.0, "chromium": BROWSER_TONE_HZ}
+    a = daemon_config(room_server, "dev-a", audio={"tone_frequency_hz": tones["dev-a"]})
+    b = daemon_config(room_server, "dev-b", audio={"tone_frequency_hz": tones["dev-b"]})
+    async with (
+        running(a) as alice,
+        running(b) as bob,
+        browser(room_server, browser_media, "chromium") as page,
+    ):
+        daemons = {"dev-a": alice, "dev-b": bob}
+        for name, daemon in daemons.items():
+            for peer in tones.keys() - {name}:
+                await assert_receives(daemon, peer, tones[peer], size=None)
+        for name in daemons:
+            await assert_page_receives(page, name, tones[name])
+        assert not page.exceptions
