@@ -32,7 +32,7 @@ def parse_candidate(payload: Any) -> RTCIceCandidate | None:
         return None
     try:
         candidate = candidate_from_sdp(text.split(":", 1)[1] if ":" in text else text)
-    except (ValueError, IndexError) as error:
+    except (ValueError, IndexError, AssertionError) as error:
         raise SignalError(f"unparsable candidate {text[:80]!r}") from error
     candidate.sdpMid = payload.get("sdpMid")
     candidate.sdpMLineIndex = payload.get("sdpMLineIndex")
@@ -91,8 +91,17 @@ class Peer:
                     await self.pc.addIceCandidate(parse_candidate(data["candidate"]))
                 else:
                     raise SignalError("signal carries neither description nor candidate")
-            except (SignalError, ValueError) as error:
+            except SignalError as error:
                 log.warning("bad signal from %s: %s", self.participant.name, error)
+            except Exception as error:
+                # aiortc's SDP and candidate parsers reject bad input with assert, KeyError,
+                # IndexError and more; none of it may end the call for everyone else.
+                log.warning(
+                    "unusable signal from %s: %s: %s",
+                    self.participant.name,
+                    type(error).__name__,
+                    error,
+                )
 
     async def close(self) -> None:
         # Shielded: cancelling a waiter on aiortc's close future cancels the future itself, and

@@ -55,7 +55,9 @@ def parse_client_message(text: str) -> ClientMessage:
             raise ProtocolError("invalid-json", f"not valid JSON: {first['msg']}") from None
         problems = []
         for detail in error.errors(include_url=False):
-            location = ".".join(str(part) for part in detail["loc"][1:]) or str(detail["loc"][0])
+            # loc is (message type, field, ...): () for a non-object, (type,) for a bad tag.
+            location = ".".join(str(part) for part in detail["loc"][1:] or detail["loc"])
+            location = location or "message"
             problems.append(f"{location}: {detail['msg']}")
         raise ProtocolError("invalid-message", "; ".join(problems)) from None
 

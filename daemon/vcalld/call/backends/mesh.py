@@ -46,6 +46,9 @@ class MeshBackend:
             except (aiohttp.ClientError, OSError, RoomRejectedError) as failure:
                 error = f"room server {self.config.server_url}: {failure or type(failure).__name__}"
                 log.warning("%s", error)
+            except Exception as failure:  # a kiosk rejoins rather than stay out
+                error = f"call session failed: {type(failure).__name__}: {failure}"
+                log.exception("%s; rejoining", error)
             self.observer.call_state_changed(CallState.RECONNECTING, room, error)
             await asyncio.sleep(self._backoff(attempt))
             attempt += 1
