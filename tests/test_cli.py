@@ -1,0 +1,112 @@
+"""`vcalld run` as a real process, controlled with `vcallctl` over its Unix socket."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+import sys
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.helpers import eventually, received, running, video_ok
+from vcalld.cli import EX_UNAVAILABLE
+from vcalld.config import VcalldConfig
+from vcalld.room.server import RoomServer
+
+pytestmark = pytest.mark.slow
+BIN = Path(sys.executable).parent
+
+
+@asynccontextmanager
+async def vcalld_process(config_file: Path) -> AsyncIterator[asyncio.subprocess.Process]:
+    """The daemon's log goes to a file next to its config and is printed if the test fails."""
+    log_file = config_file.with_suffix(".log")
+    with log_file.open("wb") as log:
+        process = await asyncio.create_subprocess_exec(
+            BIN / "vcalld", "run", "--config", str(config_file), stderr=log
+        )
+    try:
+        yield process
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+        sys.stderr.write(log_file.read_text())
+
+
+async def vcallctl(socket: Path, *words: str) -> tuple[int, Any]:
+    process = await asyncio.create_subprocess_exec(
+        BIN / "vcallctl",
+        "--socket",
+        str(socket),
+        *words,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await process.communicate()
+    assert process.returncode is not None
+    return process.returncode, json.loads(out) if out.strip() else err.decode()
+
+
+async def test_vcallctl_controls_a_running_daemon(
+    room_server: RoomServer, daemon_config: Callable[..., VcalldConfig], tmp_path: Path
+) -> None:
+    socket = tmp_path / "kiosk.sock"
+    config_file = tmp_path / "vcalld.toml"
+    config_file.write_text(
+        f'[device]\nid = "kiosk"\n'
+        f'[call]\nserver_url = "ws://127.0.0.1:{room_server.port}/ws"\nroom = "test"\n'
+        f'ice_host_addresses = ["127.0.0.1"]\n'
+        f'[control]\nsocket = "{socket}"\n'
+    )
+    async with (
+        vcalld_process(config_file) as process,
+        running(daemon_config(room_server, "viewer")) as viewer,
+    ):
+        await eventually(lambda: video_ok(received(viewer, "kiosk")), 20)
+        status, state = await vcallctl(socket, "state")
+        assert status == 0 and state["call"] == "in-call" and state["room"] == "test", state
+        assert [p["name"] for p in state["participants"]] == ["viewer"]
+
+        status, reply = await vcallctl(socket, "set-mute", "--video", "true")
+        assert status == 0 and reply["state"]["video_muted"] is True, reply
+        await asyncio.sleep(0.5)
+        frozen = received(viewer, "kiosk")["video"]["stamped_frames"]
+        await asyncio.sleep(1.0)
+        assert received(viewer, "kiosk")["video"]["stamped_frames"] == frozen
+
+        status, reply = await vcallctl(socket, "set-mute", "--audio", "maybe")
+        assert status == 1 and reply["error"]["code"] == "invalid-command", reply
+        assert reply["error"]["message"].startswith("audio:"), reply
+        status, reply = await vcallctl(socket, "frobnicate")
+        assert status == 1 and "unknown command 'frobnicate'" in reply["error"]["message"]
+        status, reply = await vcallctl(socket, "join", "--room", "../etc")
+        assert status == 1 and reply["error"]["message"].startswith("room:"), reply
+
+        status, reply = await vcallctl(socket, "leave")
+        assert status == 0 and reply["state"]["call"] == "idle", reply
+        await eventually(lambda: not viewer.state.current.participants, 5)
+        status, reply = await vcallctl(socket, "join")
+        assert status == 0
+        # Mute outlives a rejoin: the kiosk comes back sending black frames, not its camera.
+        await eventually(lambda: received(viewer, "kiosk").get("video", {}).get("fps", 0) > 20, 20)
+        assert received(viewer, "kiosk")["video"]["stamped_frames"] == 0
+        status, reply = await vcallctl(socket, "set-mute", "--video", "false")
+        assert status == 0 and reply["state"]["video_muted"] is False, reply
+        await eventually(lambda: video_ok(received(viewer, "kiosk")), 10)
+
+        process.send_signal(signal.SIGTERM)
+        assert await asyncio.wait_for(process.wait(), 10) == 0
+        assert not socket.exists()
+        await eventually(lambda: not viewer.state.current.participants, 5)
+
+
+async def test_vcallctl_without_daemon_says_so(tmp_path: Path) -> None:
+    status, message = await vcallctl(tmp_path / "missing.sock", "state")
+    assert status == EX_UNAVAILABLE
+    assert "cannot reach vcalld" in message
