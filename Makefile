@@ -10,6 +10,7 @@ APT_PACKAGES := python3-venv python3-dev gcc pkg-config libasound2-dev libsystem
 	util-linux chromium
 DEMO_ARGS ?=
 PYTEST_ARGS ?=
+BENCH_ARGS ?=
 
 .PHONY: demo test lint pytest bench clean
 
@@ -19,8 +20,8 @@ demo: $(VENV)/.installed
 test: lint pytest
 
 lint: $(VENV)/.installed
-	$(BIN)/ruff check daemon tests
-	$(BIN)/ruff format --check daemon tests
+	$(BIN)/ruff check daemon tests bench
+	$(BIN)/ruff format --check daemon tests bench
 	$(BIN)/mypy
 
 # WebRTC tests run in a private network namespace that has only `lo`, so no ICE candidate on
@@ -29,7 +30,7 @@ pytest: $(VENV)/.installed
 	$(SUDO) unshare --net sh -c 'ip link set lo up && exec $(BIN)/pytest $(PYTEST_ARGS)'
 
 bench: $(VENV)/.installed
-	$(SUDO) unshare --net sh -c 'ip link set lo up && exec $(BIN)/python bench/join_and_cpu.py'
+	$(SUDO) unshare --net sh -c 'ip link set lo up && exec $(BIN)/python -m bench.join_and_cpu $(BENCH_ARGS)'
 
 .stamp-apt:
 	@missing=$$(for p in $(APT_PACKAGES); do \

@@ -84,8 +84,9 @@ def write_tone_wav(path: Path, frequency_hz: float, seconds: int, sample_rate: i
 class Page:
     """One page target; `evaluate` awaits promises, so tests can `await vcall.stats()`."""
 
-    def __init__(self, socket: aiohttp.ClientWebSocketResponse) -> None:
+    def __init__(self, socket: aiohttp.ClientWebSocketResponse, browser_pid: int) -> None:
         self._socket = socket
+        self.browser_pid = browser_pid
         self._ids = itertools.count(1)
         self._pending: dict[int, asyncio.Future[dict[str, Any]]] = {}
         self.exceptions: list[str] = []
@@ -156,7 +157,7 @@ async def chromium_page(
                 targets = await response.json()
             page_url = next(t["webSocketDebuggerUrl"] for t in targets if t["type"] == "page")
             async with http.ws_connect(page_url, max_msg_size=0) as socket:
-                page = Page(socket)
+                page = Page(socket, process.pid)
                 reader = asyncio.create_task(page.read_messages(), name="devtools-reader")
                 try:
                     await page.call("Runtime.enable")

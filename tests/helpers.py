@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import sys
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -48,6 +50,7 @@ def received(daemon: Daemon, name: str) -> dict[str, Any]:
 
 
 MIN_FPS = 25
+BIN = Path(sys.executable).parent
 
 
 def video_ok(stats: dict[str, Any], size: tuple[int, int] | None = (640, 480)) -> bool:
@@ -76,3 +79,36 @@ async def assert_receives(
     assert video["pattern_frames"] >= 0.9 * video["stamped_frames"] > 0, stats
     assert audio["frequency_hz"] == pytest.approx(tone_hz, abs=5), stats
     assert audio["level_dbfs"] > -30, stats
+
+
+def write_daemon_config(
+    folder: Path, device_id: str, server_port: int, room: str = "test", auto_join: bool = True
+) -> tuple[Path, Path]:
+    """A TOML config for a `vcalld run` process on loopback; returns (config, control socket)."""
+    socket = folder / f"{device_id}.sock"
+    config = folder / f"{device_id}.toml"
+    config.write_text(
+        f'[device]\nid = "{device_id}"\n'
+        f'[call]\nserver_url = "ws://127.0.0.1:{server_port}/ws"\nroom = "{room}"\n'
+        f"auto_join = {str(auto_join).lower()}\n"
+        f'ice_host_addresses = ["127.0.0.1"]\n'
+        f'[control]\nsocket = "{socket}"\n'
+    )
+    return config, socket
+
+
+@asynccontextmanager
+async def vcalld_process(config_file: Path) -> AsyncIterator[asyncio.subprocess.Process]:
+    """The daemon's log goes to a file next to its config and is printed if the test fails."""
+    log_file = config_file.with_suffix(".log")
+    with log_file.open("wb") as log:
+        process = await asyncio.create_subprocess_exec(
+            BIN / "vcalld", "run", "--config", str(config_file), stderr=log
+        )
+    try:
+        yield process
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+        sys.stderr.write(log_file.read_text())

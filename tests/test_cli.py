@@ -5,38 +5,26 @@ from __future__ import annotations
 import asyncio
 import json
 import signal
-import sys
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.helpers import eventually, received, running, video_ok
+from tests.helpers import (
+    BIN,
+    eventually,
+    received,
+    running,
+    vcalld_process,
+    video_ok,
+    write_daemon_config,
+)
 from vcalld.cli import EX_UNAVAILABLE
 from vcalld.config import VcalldConfig
 from vcalld.room.server import RoomServer
 
 pytestmark = pytest.mark.slow
-BIN = Path(sys.executable).parent
-
-
-@asynccontextmanager
-async def vcalld_process(config_file: Path) -> AsyncIterator[asyncio.subprocess.Process]:
-    """The daemon's log goes to a file next to its config and is printed if the test fails."""
-    log_file = config_file.with_suffix(".log")
-    with log_file.open("wb") as log:
-        process = await asyncio.create_subprocess_exec(
-            BIN / "vcalld", "run", "--config", str(config_file), stderr=log
-        )
-    try:
-        yield process
-    finally:
-        if process.returncode is None:
-            process.kill()
-            await process.wait()
-        sys.stderr.write(log_file.read_text())
 
 
 async def vcallctl(socket: Path, *words: str) -> tuple[int, Any]:
@@ -56,14 +44,7 @@ async def vcallctl(socket: Path, *words: str) -> tuple[int, Any]:
 async def test_vcallctl_controls_a_running_daemon(
     room_server: RoomServer, daemon_config: Callable[..., VcalldConfig], tmp_path: Path
 ) -> None:
-    socket = tmp_path / "kiosk.sock"
-    config_file = tmp_path / "vcalld.toml"
-    config_file.write_text(
-        f'[device]\nid = "kiosk"\n'
-        f'[call]\nserver_url = "ws://127.0.0.1:{room_server.port}/ws"\nroom = "test"\n'
-        f'ice_host_addresses = ["127.0.0.1"]\n'
-        f'[control]\nsocket = "{socket}"\n'
-    )
+    config_file, socket = write_daemon_config(tmp_path, "kiosk", room_server.port)
     async with (
         vcalld_process(config_file) as process,
         running(daemon_config(room_server, "viewer")) as viewer,

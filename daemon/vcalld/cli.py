@@ -15,6 +15,7 @@ import aiohttp
 from vcalld import __version__
 from vcalld.config import DEFAULT_PATH, EX_CONFIG, ConfigError, VcalldConfig, load_config, summary
 from vcalld.config.models import ControlConfig
+from vcalld.control.client import control_request
 from vcalld.daemon import Daemon
 from vcalld.demo import run_demo
 from vcalld.logs import setup_logging
@@ -130,7 +131,9 @@ def vcallctl_main(argv: list[str] | None = None) -> int:
         parser.error(str(error))
     try:
         status, reply = asyncio.run(
-            _request(args.socket, args.command, arguments, aiohttp.ClientTimeout(args.timeout))
+            control_request(
+                args.socket, args.command, arguments, aiohttp.ClientTimeout(args.timeout)
+            )
         )
     except (OSError, aiohttp.ClientError, TimeoutError) as error:
         print(f"vcallctl: cannot reach vcalld at {args.socket}: {error!r}", file=sys.stderr)
@@ -151,16 +154,3 @@ def _command_arguments(words: list[str]) -> dict[str, Any]:
         except json.JSONDecodeError:
             arguments[name[2:].replace("-", "_")] = value
     return arguments
-
-
-async def _request(
-    socket: Path, command: str, arguments: dict[str, Any], limits: aiohttp.ClientTimeout
-) -> tuple[int, Any]:
-    connector = aiohttp.UnixConnector(path=str(socket))
-    async with aiohttp.ClientSession(connector=connector, timeout=limits) as session:
-        if command in ("state", "media"):
-            request = session.get(f"http://vcalld/{command}")
-        else:
-            request = session.post(f"http://vcalld/command/{command}", json=arguments)
-        async with request as response:
-            return response.status, await response.json()

@@ -33,7 +33,8 @@ class LocalControl:
         app.router.add_get("/media", self._media)
         self._path.parent.mkdir(parents=True, exist_ok=True)
         self._path.unlink(missing_ok=True)
-        self._runner = web.AppRunner(app, handle_signals=False)
+        # No access log: status polls would bury the journal's useful lines.
+        self._runner = web.AppRunner(app, handle_signals=False, access_log=None)
         await self._runner.setup()
         await web.UnixSite(self._runner, str(self._path)).start()
         os.chmod(self._path, 0o660)

@@ -1,0 +1,230 @@
+"""Join time and CPU of a 640x480 call: two vcalld daemons, then two Chromiums doing the same.
+
+Join time is from the join command to the first remote frame at the joiner's sink (daemon: its
+stats renderer; Chromium: the first frame its <video> presents). Both are taken on the same
+clock as the command (CLOCK_MONOTONIC, or the page's performance.now()). CPU and memory cover a
+fixed window with both participants in the call; each row is one participant (one daemon
+process, or one Chromium process tree). Run it with `make bench`, which puts it in a private
+network namespace with only loopback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import statistics
+import tempfile
+import time
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlencode
+
+import psutil
+
+from tests.chromium import Page, chromium_page, write_pattern_clip, write_tone_wav
+from tests.helpers import eventually, vcalld_process, write_daemon_config
+from vcalld.config.models import RoomServerConfig
+from vcalld.control.client import control_request
+from vcalld.room.server import RoomServer
+
+WIDTH, HEIGHT, FPS = 640, 480, 30
+POLL_SECONDS = 0.01
+
+
+@dataclass
+class Row:
+    participant: str
+    join_ms: list[float] = field(default_factory=list)
+    cpu_percent: float = 0.0
+    pss_mib: float = 0.0
+    received: str = ""
+
+    def cells(self) -> list[str]:
+        if self.join_ms:
+            median = statistics.median(self.join_ms)
+            low, high = min(self.join_ms), max(self.join_ms)
+            join = f"{median:.0f} ({low:.0f}-{high:.0f}, n={len(self.join_ms)})"
+        else:
+            join = "-"
+        return [
+            self.participant,
+            join,
+            f"{self.cpu_percent:.1f}",
+            f"{self.pss_mib:.0f}",
+            self.received,
+        ]
+
+
+def process_tree(pid: int) -> list[psutil.Process]:
+    root = psutil.Process(pid)
+    return [root, *root.children(recursive=True)]
+
+
+async def usage(pids: dict[str, int], seconds: float) -> dict[str, tuple[float, float]]:
+    """CPU (% of one core) over `seconds` and PSS (MiB) at the end, per named process tree."""
+
+    def cpu(pid: int) -> float:
+        return sum(sum(p.cpu_times()[:4]) for p in process_tree(pid))
+
+    before = {name: cpu(pid) for name, pid in pids.items()}
+    started = time.monotonic()
+    await asyncio.sleep(seconds)
+    elapsed = time.monotonic() - started
+    result = {}
+    for name, pid in pids.items():
+        pss = sum(p.memory_full_info().pss for p in process_tree(pid)) / 2**20
+        result[name] = (100 * (cpu(pid) - before[name]) / elapsed, pss)
+    return result
+
+
+# Daemons ---------------------------------------------------------------------------------------
+
+
+async def first_remote_video_at(socket: Path, peer: str) -> float | None:
+    """The monotonic time the daemon's sink got its first video frame from `peer`, if yet."""
+    _, state = await control_request(socket, "state")
+    _, media = await control_request(socket, "media")
+    for participant in state["participants"]:
+        if participant["name"] == peer:
+            seen: float | None = (
+                media.get(participant["id"], {}).get("video", {}).get("first_frame_at")
+            )
+            return seen
+    return None
+
+
+async def daemon_join_ms(socket: Path, peer: str, within: float = 20) -> float:
+    started = time.monotonic()
+    status, reply = await control_request(socket, "join")
+    if status != 200:
+        raise RuntimeError(f"join failed: {reply}")
+    first = await eventually(lambda: first_remote_video_at(socket, peer), within, POLL_SECONDS)
+    await control_request(socket, "leave")
+    return 1000 * (float(first) - started)
+
+
+async def daemon_received(socket: Path) -> str:
+    _, media = await control_request(socket, "media")
+    video = next(iter(media.values()))["video"]
+    return f"{video['width']}x{video['height']} @ {video['fps']:.1f} fps"
+
+
+async def bench_daemons(server: RoomServer, work: Path, reps: int, window: float) -> list[Row]:
+    joiner_config, joiner = write_daemon_config(work, "daemon-a", server.port, "d", False)
+    peer_config, peer = write_daemon_config(work, "daemon-b", server.port, "d")
+    async with vcalld_process(joiner_config) as a, vcalld_process(peer_config) as b:
+        await eventually(lambda: asyncio.to_thread(joiner.exists), 10, POLL_SECONDS)
+        await eventually(lambda: asyncio.to_thread(peer.exists), 10, POLL_SECONDS)
+        rows = [Row("vcalld daemon (joiner)"), Row("vcalld daemon (in room)")]
+        for _ in range(reps):
+            rows[0].join_ms.append(await daemon_join_ms(joiner, "daemon-b"))
+        await control_request(joiner, "join")
+        await eventually(lambda: first_remote_video_at(peer, "daemon-a"), 20, POLL_SECONDS)
+        await asyncio.sleep(3)  # past the first keyframes and bitrate ramp
+        measured = await usage({"a": a.pid, "b": b.pid}, window)
+        for row, key, socket in ((rows[0], "a", joiner), (rows[1], "b", peer)):
+            row.cpu_percent, row.pss_mib = measured[key]
+            row.received = await daemon_received(socket)
+        return rows
+
+
+# Chromium --------------------------------------------------------------------------------------
+
+# Resolves with the ms from calling the client's join() to the first frame the page presents
+# from the other participant (requestVideoFrameCallback), on the page's own clock.
+CHROMIUM_JOIN = """
+(async () => {
+  const started = performance.now();
+  await join(%(room)r, %(name)r);
+  const video = await new Promise((resolve) => {
+    const look = () => {
+      const tile = document.querySelector("#tiles figure.tile:not(.self) video");
+      tile ? resolve(tile) : setTimeout(look, 5);
+    };
+    look();
+  });
+  const presented = await new Promise((resolve) =>
+    video.requestVideoFrameCallback(() => resolve(performance.now())));
+  leave();
+  return presented - started;
+})()
+"""
+
+CHROMIUM_RECEIVED = """
+(async () => {
+  const entry = Object.values(await vcall.stats())[0];
+  const video = entry.inbound.video;
+  return `${video.frameWidth}x${video.frameHeight} @ ${video.framesPerSecond} fps`;
+})()
+"""
+
+
+@asynccontextmanager
+async def chromium(
+    server: RoomServer, work: Path, name: str, autojoin: bool
+) -> AsyncIterator[Page]:
+    clip = work / "pattern.y4m"
+    if not clip.exists():
+        write_pattern_clip(clip, WIDTH, HEIGHT, FPS, frames=2 * FPS)
+        write_tone_wav(work / "tone.wav", 660.0, seconds=2)
+    query = urlencode({"room": "c", "name": name, "autojoin": "1" if autojoin else "0"})
+    url = f"http://127.0.0.1:{server.port}/?{query}"
+    async with chromium_page(url, video_clip=clip, audio_wav=work / "tone.wav") as page:
+        await eventually(lambda: page.evaluate("typeof join === 'function'"), 20, POLL_SECONDS)
+        yield page
+
+
+async def bench_chromium(server: RoomServer, work: Path, reps: int, window: float) -> list[Row]:
+    async with AsyncExitStack() as stack:
+        joiner = await stack.enter_async_context(chromium(server, work, "chromium-a", False))
+        peer = await stack.enter_async_context(chromium(server, work, "chromium-b", True))
+        rows = [Row("Chromium (joiner)"), Row("Chromium (in room)")]
+        script = CHROMIUM_JOIN % {"room": "c", "name": "chromium-a"}
+        for _ in range(reps):
+            rows[0].join_ms.append(float(await joiner.evaluate(script)))
+            await asyncio.sleep(0.5)
+        await joiner.evaluate("join('c', 'chromium-a')")
+        await asyncio.sleep(3)
+        measured = await usage({"a": joiner.browser_pid, "b": peer.browser_pid}, window)
+        for row, key, page in ((rows[0], "a", joiner), (rows[1], "b", peer)):
+            row.cpu_percent, row.pss_mib = measured[key]
+            row.received = str(await page.evaluate(CHROMIUM_RECEIVED))
+        return rows
+
+
+def table(rows: list[Row], window: float) -> str:
+    header = [
+        "participant",
+        "join -> first remote frame, ms median (min-max)",
+        f"CPU % of one core ({window:.0f} s)",
+        "PSS MiB",
+        "receives",
+    ]
+    lines = [header, ["---"] * len(header)] + [row.cells() for row in rows]
+    return "\n".join("| " + " | ".join(line) + " |" for line in lines)
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--reps", type=int, default=5, help="joins measured per participant")
+    parser.add_argument("--window", type=float, default=20.0, help="CPU window in seconds")
+    args = parser.parse_args()
+    server = RoomServer(RoomServerConfig(port=0))
+    await server.start()
+    try:
+        with tempfile.TemporaryDirectory(prefix="vcalld-bench-") as folder:
+            work = Path(folder)
+            rows = await bench_daemons(server, work, args.reps, args.window)
+            rows += await bench_chromium(server, work, args.reps, args.window)
+    finally:
+        await server.stop()
+    print(
+        f"640x480 at {FPS} fps, VP8 + Opus, two participants, loopback, {psutil.cpu_count()} CPUs"
+    )
+    print(table(rows, args.window))
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
