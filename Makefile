@@ -8,7 +8,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # Build headers for pyalsaaudio and systemd-python; chromium is the browser peer the tests call.
 APT_PACKAGES := python3-venv python3-dev gcc pkg-config libasound2-dev libsystemd-dev iproute2 \
 	util-linux chromium
-DEMO_ARGS ?=
+DEMO_ARGS ?= --with-peer --duration 30
 PYTEST_ARGS ?=
 BENCH_ARGS ?=
 

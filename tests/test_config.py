@@ -94,9 +94,10 @@ def test_cli_exits_78_with_exact_text(
         ["check-config", str(path)] if action == "check-config" else ["run", "--config", str(path)]
     )
     assert vcalld_main(argv) == EX_CONFIG
+    outcome = "; not starting" if action == "run" else ""
     assert capsys.readouterr().err == (
         f'{path}:2: video.widht: unknown key (did you mean "width"?)\n'
-        "vcalld: 1 error in configuration; not starting\n"
+        f"vcalld: 1 error in {path}{outcome}\n"
     )
 
 

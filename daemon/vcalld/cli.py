@@ -47,13 +47,13 @@ def vcalld_main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     if args.action == "check-config":
-        config = _load_or_report(args.file)
+        config = _load_or_report(args.file, starting=False)
         if config is None:
             return EX_CONFIG
         print(summary(args.file, config))
         return 0
     if args.action == "run":
-        config = _load_or_report(args.config)
+        config = _load_or_report(args.config, starting=True)
         if config is None:
             return EX_CONFIG
         setup_logging(config.logging)
@@ -61,20 +61,20 @@ def vcalld_main(argv: list[str] | None = None) -> int:
     if args.action == "room-server":
         return _run_room_server(args)
     setup_logging(VcalldConfig.model_validate({}).logging)
-    asyncio.run(run_demo(args.host, args.port, args.room, args.with_peer, args.duration))
-    return 0
+    flowed = asyncio.run(run_demo(args.host, args.port, args.room, args.with_peer, args.duration))
+    return 0 if flowed else 1
 
 
-def _load_or_report(path: Path) -> VcalldConfig | None:
+def _load_or_report(path: Path, starting: bool) -> VcalldConfig | None:
     try:
         return load_config(path)
     except ConfigError as error:
         for problem in error.problems:
             print(problem, file=sys.stderr)
         count = len(error.problems)
+        outcome = "; not starting" if starting else ""
         print(
-            f"vcalld: {count} error{'s' if count > 1 else ''} in configuration; not starting",
-            file=sys.stderr,
+            f"vcalld: {count} error{'s' if count > 1 else ''} in {path}{outcome}", file=sys.stderr
         )
         return None
 
@@ -86,7 +86,7 @@ def _run_daemon(config: VcalldConfig) -> int:
 
 def _run_room_server(args: argparse.Namespace) -> int:
     if args.config is not None:
-        config = _load_or_report(args.config)
+        config = _load_or_report(args.config, starting=True)
         if config is None:
             return EX_CONFIG
     else:

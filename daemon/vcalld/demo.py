@@ -22,6 +22,9 @@ log = logging.getLogger(__name__)
 STATUS_PERIOD_SECONDS = 2.0
 
 
+PEER_TONE_HZ = 660.0
+
+
 def demo_config(port: int, room: str, device_id: str, control_dir: Path) -> VcalldConfig:
     """The embedded default: loopback room server, test pattern and tone, no MQTT."""
     # Loopback as well as the LAN addresses, so a browser on this machine or the LAN can join.
@@ -41,13 +44,15 @@ def demo_config(port: int, room: str, device_id: str, control_dir: Path) -> Vcal
 
 async def run_demo(
     host: str, port: int, room: str, with_peer: bool, duration: float | None
-) -> None:
+) -> bool:
+    """Run until Ctrl-C or `duration`; with a peer, True only if its media really arrived."""
     server = RoomServer(RoomServerConfig(host=host, port=port))
     await server.start()
     with tempfile.TemporaryDirectory(prefix="vcalld-demo-") as control_dir:
         main = Daemon(demo_config(server.port, room, "demo-kiosk", Path(control_dir)))
         peer_config = demo_config(server.port, room, "demo-peer", Path(control_dir))
         peer_config.control.enabled = False
+        peer_config.audio.tone_frequency_hz = PEER_TONE_HZ
         peer = Daemon(peer_config) if with_peer else None
         print(f"vcalld demo: open http://127.0.0.1:{server.port}/?room={room} in a browser")
         print(f"  control: vcallctl --socket {main.config.control.socket} state")
@@ -65,12 +70,26 @@ async def run_demo(
                 with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout(duration):
                         await stop.wait()
+                flowed = peer is None or _peer_media_arrived(main)
                 for daemon in (main, peer):
                     if daemon is not None:
                         daemon.stop()
                 reporter.cancel()
         finally:
             await server.stop()
+    if peer is not None:
+        print(f"vcalld demo: media from demo-peer {'arrived' if flowed else 'DID NOT arrive'}")
+    return flowed
+
+
+def _peer_media_arrived(daemon: Daemon) -> bool:
+    """The kiosk decoded the peer's pattern at a real frame rate and heard its tone."""
+    for stats in daemon.renderer.snapshot().values():
+        video, audio = stats["video"], stats["audio"]
+        frequency = audio.get("frequency_hz") or 0.0
+        if video["pattern_frames"] > 0 and abs(frequency - PEER_TONE_HZ) < 5:
+            return True
+    return False
 
 
 async def _report(daemon: Daemon) -> None:
