@@ -101,6 +101,22 @@ def test_cli_exits_78_with_exact_text(
     )
 
 
+def test_plugins_must_be_installed_and_of_the_right_kind(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        '[video]\nsource = "webcam"\n[audio]\nsource = "test-pattern"\n'
+        '[display]\nrenderer = "hdmi"\n',
+    )
+    assert problems(path) == [
+        f"{path}:2: video.source: no source 'webcam' is installed "
+        '(installed: test-pattern, tone), got "webcam"',
+        f"{path}:4: audio.source: 'test-pattern' is a video source, not audio, "
+        'got "test-pattern"',
+        f"{path}:6: display.renderer: no renderer 'hdmi' is installed (installed: stats), "
+        'got "hdmi"',
+    ]
+
+
 def test_missing_file(tmp_path: Path) -> None:
     path = tmp_path / "absent.toml"
     assert problems(path) == [f"{path}: file: cannot read: No such file or directory"]

@@ -7,10 +7,11 @@ import socket
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from vcalld.config.sources import TomlDocumentSource
+from vcalld.plugins import RENDERER_GROUP, SOURCE_GROUP, plugin_validator
 
 Port = Annotated[int, Field(ge=1, le=65535)]
 
@@ -85,9 +86,16 @@ class CallConfig(Section):
         return self
 
 
+VideoSourceName = Annotated[str, AfterValidator(plugin_validator(SOURCE_GROUP, "video"))]
+AudioSourceName = Annotated[str, AfterValidator(plugin_validator(SOURCE_GROUP, "audio"))]
+RendererName = Annotated[str, AfterValidator(plugin_validator(RENDERER_GROUP))]
+
+
 class VideoConfig(Section):
     enabled: bool = Field(default=True, description="Send video (false: voice only).")
-    source: str = Field(default="test-pattern", description="Entry point in `vcalld.sources`.")
+    source: VideoSourceName = Field(
+        default="test-pattern", description="Entry point in `vcalld.sources`."
+    )
     width: int = Field(default=640, ge=16, le=7680, multiple_of=2)
     height: int = Field(default=480, ge=16, le=4320, multiple_of=2)
     fps: int = Field(default=30, ge=1, le=120)
@@ -95,7 +103,7 @@ class VideoConfig(Section):
 
 class AudioConfig(Section):
     enabled: bool = Field(default=True, description="Send audio.")
-    source: str = Field(default="tone", description="Entry point in `vcalld.sources`.")
+    source: AudioSourceName = Field(default="tone", description="Entry point in `vcalld.sources`.")
     sample_rate: Literal[16000, 24000, 32000, 44100, 48000] = 48000
     channels: Literal[1, 2] = 1
     tone_frequency_hz: float = Field(
@@ -104,7 +112,9 @@ class AudioConfig(Section):
 
 
 class DisplayConfig(Section):
-    renderer: str = Field(default="stats", description="Entry point in `vcalld.renderers`.")
+    renderer: RendererName = Field(
+        default="stats", description="Entry point in `vcalld.renderers`."
+    )
 
 
 class MqttConfig(Section):

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-from importlib.metadata import entry_points
 from typing import Any, Protocol
 
 from aiortc.mediastreams import MediaStreamTrack
 
 from vcalld.config import VcalldConfig
-
-RENDERER_GROUP = "vcalld.renderers"
+from vcalld.plugins import RENDERER_GROUP, load_plugin
 
 
 class Renderer(Protocol):
@@ -27,14 +25,6 @@ class RendererFactory(Protocol):
     def __call__(self, config: VcalldConfig) -> Renderer: ...
 
 
-class UnknownRendererError(LookupError):
-    pass
-
-
 def load_renderer(name: str, config: VcalldConfig) -> Renderer:
-    found = entry_points(group=RENDERER_GROUP, name=name)
-    if not found:
-        available = sorted(point.name for point in entry_points(group=RENDERER_GROUP))
-        raise UnknownRendererError(f"no renderer {name!r} (installed: {', '.join(available)})")
-    factory: RendererFactory = next(iter(found)).load()
+    factory: RendererFactory = load_plugin(RENDERER_GROUP, name)
     return factory(config)
