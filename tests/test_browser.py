@@ -21,7 +21,7 @@ from tests.chromium import (
     write_pattern_clip,
     write_tone_wav,
 )
-from tests.helpers import assert_receives, eventually, running
+from tests.helpers import assert_receives, eventually, received, running, tone_ok
 from vcalld.config import VcalldConfig
 from vcalld.media.pattern import bars_match, read_stamp
 from vcalld.room.server import RoomServer
@@ -137,4 +137,41 @@ async def test_two_daemons_and_chromium_all_receive_everyone(
                 await assert_receives(daemon, peer, tones[peer], size=None)
         for name in daemons:
             await assert_page_receives(page, name, tones[name])
+        assert not page.exceptions
+
+
+async def click(page: Page, button_id: str) -> None:
+    await page.evaluate(f"document.getElementById({button_id!r}).click()")
+
+
+async def test_browser_mute_leave_and_join_buttons(
+    room_server: RoomServer,
+    daemon_config: Callable[..., VcalldConfig],
+    browser_media: BrowserMedia,
+) -> None:
+    async with (
+        running(daemon_config(room_server, "kiosk")) as kiosk,
+        browser(room_server, browser_media, "chromium") as page,
+    ):
+        await assert_receives(kiosk, "chromium", BROWSER_TONE_HZ, size=None)
+
+        await click(page, "mute-video")
+        await asyncio.sleep(1.0)
+        frozen = received(kiosk, "chromium")["video"]["stamped_frames"]
+        await asyncio.sleep(1.5)
+        assert received(kiosk, "chromium")["video"]["stamped_frames"] == frozen
+        await click(page, "mute-video")
+        await eventually(
+            lambda: received(kiosk, "chromium")["video"]["stamped_frames"] > frozen + 15, 10
+        )
+
+        await click(page, "mute-audio")
+        await eventually(lambda: received(kiosk, "chromium")["audio"]["level_dbfs"] < -60, 5)
+        await click(page, "mute-audio")
+        await eventually(lambda: tone_ok(received(kiosk, "chromium"), BROWSER_TONE_HZ), 5)
+
+        await click(page, "leave")
+        await eventually(lambda: not kiosk.state.current.participants, 5)
+        await page.evaluate("document.getElementById('join').click()")
+        await assert_receives(kiosk, "chromium", BROWSER_TONE_HZ, size=None)
         assert not page.exceptions

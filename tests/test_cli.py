@@ -9,6 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 
 from tests.helpers import (
@@ -91,3 +92,35 @@ async def test_vcallctl_without_daemon_says_so(tmp_path: Path) -> None:
     status, message = await vcallctl(tmp_path / "missing.sock", "state")
     assert status == EX_UNAVAILABLE
     assert "cannot reach vcalld" in message
+
+
+async def test_demo_prints_url_shows_media_and_stops_on_ctrl_c() -> None:
+    process = await asyncio.create_subprocess_exec(
+        BIN / "vcalld",
+        "demo",
+        "--port",
+        "0",
+        "--with-peer",
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.DEVNULL,
+    )
+    assert process.stdout is not None
+    try:
+        first = (await asyncio.wait_for(process.stdout.readline(), 20)).decode()
+        url = first.split("open ", 1)[1].split()[0]
+        async with aiohttp.ClientSession() as http, http.get(url) as response:
+            assert response.status == 200 and "vcalld" in await response.text()
+        async with asyncio.timeout(30):
+            while (
+                "demo-peer (connected): 640x480"
+                not in (line := await process.stdout.readline()).decode()
+            ):
+                assert line, "demo ended before showing the peer's video"
+        process.send_signal(signal.SIGINT)
+        rest = (await asyncio.wait_for(process.stdout.read(), 15)).decode()
+        assert await process.wait() == 0
+        assert "media from demo-peer arrived" in rest
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
