@@ -224,6 +224,7 @@ async def main() -> None:
         f"640x480 at {FPS} fps, VP8 + Opus, two participants, loopback, {psutil.cpu_count()} CPUs"
     )
     print(table(rows, args.window))
+    print(f"reproduce: make bench BENCH_ARGS='--reps {args.reps} --window {args.window:g}'")
 
 
 if __name__ == "__main__":
