@@ -5,9 +5,10 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
-# Build headers for pyalsaaudio and systemd-python; chromium is the browser peer the tests call.
+# Build headers for pyalsaaudio and systemd-python; chromium and mosquitto are the real peers
+# the tests start.
 APT_PACKAGES := python3-venv python3-dev gcc pkg-config libasound2-dev libsystemd-dev iproute2 \
-	util-linux chromium
+	util-linux chromium mosquitto
 DEMO_ARGS ?= --with-peer --duration 30
 PYTEST_ARGS ?=
 BENCH_ARGS ?=

@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from tests.mqtt import Mosquitto
 from vcalld.config import VcalldConfig
 from vcalld.config.models import RoomServerConfig
 from vcalld.room.server import RoomServer
@@ -23,11 +24,14 @@ async def room_server() -> AsyncIterator[RoomServer]:
 
 @pytest.fixture
 def daemon_config(tmp_path: Path) -> Callable[..., VcalldConfig]:
-    def make(server: RoomServer, device_id: str, **sections: dict[str, Any]) -> VcalldConfig:
+    def make(server: RoomServer | None, device_id: str, **sections: dict[str, Any]) -> VcalldConfig:
+        """A device config on loopback; with no room server it does not join at start."""
+        port = server.port if server is not None else 9
         document: dict[str, Any] = {
             "device": {"id": device_id},
             "call": {
-                "server_url": f"ws://127.0.0.1:{server.port}/ws",
+                "server_url": f"ws://127.0.0.1:{port}/ws",
+                "auto_join": server is not None,
                 "room": "test",
                 "ice_host_addresses": ["127.0.0.1"],
                 "reconnect_max_seconds": 1.0,
@@ -39,3 +43,13 @@ def daemon_config(tmp_path: Path) -> Callable[..., VcalldConfig]:
         return VcalldConfig.model_validate(document)
 
     return make
+
+
+@pytest.fixture
+async def mosquitto(tmp_path: Path) -> AsyncIterator[Mosquitto]:
+    folder = tmp_path / "broker"
+    folder.mkdir()
+    broker = Mosquitto(folder)
+    await broker.start()
+    yield broker
+    await broker.stop()

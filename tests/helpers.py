@@ -14,13 +14,16 @@ import pytest
 
 from vcalld.config import VcalldConfig
 from vcalld.daemon import Daemon
+from vcalld.service import serve
 
 
 @asynccontextmanager
 async def running(config: VcalldConfig) -> AsyncIterator[Daemon]:
     daemon = Daemon(config)
     ready = asyncio.Event()
-    task = asyncio.create_task(daemon.run(ready.set), name=f"daemon-{config.device.id}")
+    task = asyncio.create_task(
+        serve(daemon, ready.set, handle_signals=False), name=f"daemon-{config.device.id}"
+    )
     await asyncio.wait_for(ready.wait(), 10)
     try:
         yield daemon
@@ -53,12 +56,14 @@ MIN_FPS = 25
 BIN = Path(sys.executable).parent
 
 
-def video_ok(stats: dict[str, Any], size: tuple[int, int] | None = (640, 480)) -> bool:
-    """At least MIN_FPS of recognisable test pattern, at `size` if one is given."""
+def video_ok(
+    stats: dict[str, Any], size: tuple[int, int] | None = (640, 480), min_fps: float = MIN_FPS
+) -> bool:
+    """At least `min_fps` of recognisable test pattern, at `size` if one is given."""
     video = stats.get("video", {})
     return bool(
-        video.get("fps", 0) >= MIN_FPS
-        and video.get("pattern_frames", 0) > MIN_FPS
+        video.get("fps", 0) >= min_fps
+        and video.get("pattern_frames", 0) > min_fps
         and (size is None or (video["width"], video["height"]) == size)
     )
 
@@ -69,10 +74,14 @@ def tone_ok(stats: dict[str, Any], tone_hz: float) -> bool:
 
 
 async def assert_receives(
-    daemon: Daemon, name: str, tone_hz: float, size: tuple[int, int] | None = (640, 480)
+    daemon: Daemon,
+    name: str,
+    tone_hz: float,
+    size: tuple[int, int] | None = (640, 480),
+    min_fps: float = MIN_FPS,
 ) -> None:
-    """`daemon`'s sink gets `name`'s test pattern at full rate and its tone at the right pitch."""
-    await eventually(lambda: video_ok(received(daemon, name), size), 25)
+    """`daemon`'s sink gets `name`'s test pattern at `min_fps` and its tone at the right pitch."""
+    await eventually(lambda: video_ok(received(daemon, name), size, min_fps), 25)
     await eventually(lambda: tone_ok(received(daemon, name), tone_hz), 10)
     stats = received(daemon, name)
     video, audio = stats["video"], stats["audio"]

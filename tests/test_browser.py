@@ -21,7 +21,7 @@ from tests.chromium import (
     write_pattern_clip,
     write_tone_wav,
 )
-from tests.helpers import assert_receives, eventually, received, running, tone_ok
+from tests.helpers import MIN_FPS, assert_receives, eventually, received, running, tone_ok
 from vcalld.config import VcalldConfig
 from vcalld.media.pattern import bars_match, read_stamp
 from vcalld.room.server import RoomServer
@@ -29,6 +29,7 @@ from vcalld.room.server import RoomServer
 pytestmark = pytest.mark.slow
 BROWSER_TONE_HZ = 660.0
 WIDTH, HEIGHT, FPS = 640, 480, 30
+FPS_WINDOW_SECONDS = 3.0
 
 
 @dataclass(frozen=True)
@@ -80,13 +81,15 @@ async def wait_for_inbound(page: Page, name: str, within: float) -> None:
             await asyncio.sleep(0.3)
 
 
-async def assert_page_receives(page: Page, name: str, tone_hz: float) -> None:
+async def assert_page_receives(
+    page: Page, name: str, tone_hz: float, min_fps: float = MIN_FPS
+) -> None:
     """Frame rate, picture content and pitch of `name` as seen and heard in Chromium."""
     await wait_for_inbound(page, name, 20)
     before = (await inbound(page, name))["video"]["framesDecoded"]
-    await asyncio.sleep(2.0)
+    await asyncio.sleep(FPS_WINDOW_SECONDS)
     decoded = (await inbound(page, name))["video"]["framesDecoded"] - before
-    assert decoded >= 2.0 * 25, f"Chromium decoded {decoded} frames from {name} in 2 s"
+    assert decoded >= FPS_WINDOW_SECONDS * min_fps, f"{decoded} frames from {name} in 3 s"
 
     stamps = []
     for _ in range(2):
@@ -134,9 +137,10 @@ async def test_two_daemons_and_chromium_all_receive_everyone(
         daemons = {"dev-a": alice, "dev-b": bob}
         for name, daemon in daemons.items():
             for peer in tones.keys() - {name}:
-                await assert_receives(daemon, peer, tones[peer], size=None)
+                await assert_receives(daemon, peer, tones[peer], size=None, min_fps=15)
         for name in daemons:
-            await assert_page_receives(page, name, tones[name])
+            # Five VP8 streams on two cores: content and motion matter here, not full rate.
+            await assert_page_receives(page, name, tones[name], min_fps=15)
         assert not page.exceptions
 
 

@@ -17,3 +17,11 @@ class NotInCallError(VcalldError):
 
 class ShuttingDownError(VcalldError):
     code = "shutting-down"
+
+
+class ExpiredCommandError(VcalldError):
+    code = "expired"
+
+
+class BusyError(VcalldError):
+    code = "busy"

@@ -9,6 +9,7 @@ from collections.abc import Callable
 
 from vcalld.config import VcalldConfig
 from vcalld.control.local import LocalControl
+from vcalld.control.mqtt.api import MqttControl
 from vcalld.daemon import Daemon
 
 log = logging.getLogger(__name__)
@@ -32,8 +33,14 @@ async def serve(
             log.error("control socket %s unavailable: %s", daemon.config.control.socket, error)
             daemon.state.update(last_error=f"control socket: {error}")
             control = None
+    mqtt = MqttControl(daemon, daemon.config.mqtt) if daemon.config.mqtt.enabled else None
     try:
-        await daemon.run(on_ready)
+        async with asyncio.TaskGroup() as tasks:
+            mqtt_task = tasks.create_task(mqtt.run(), name="mqtt") if mqtt else None
+            await daemon.run(on_ready)
+            if mqtt is not None and mqtt_task is not None:
+                await mqtt.stop()
+                mqtt_task.cancel()
     finally:
         if control is not None:
             await control.stop()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Callable
 from enum import StrEnum
@@ -48,7 +47,6 @@ class StateStore:
     def __init__(self, initial: DeviceState) -> None:
         self._state = initial
         self._listeners: list[Listener] = []
-        self._changed = asyncio.Condition()
 
     @property
     def current(self) -> DeviceState:
@@ -64,7 +62,6 @@ class StateStore:
         self._state = updated
         for listener in self._listeners:
             listener(updated)
-        asyncio.get_running_loop().create_task(self._wake())
 
     def set_participant(self, participant: Participant) -> None:
         others = [p for p in self._state.participants if p.id != participant.id]
@@ -72,13 +69,3 @@ class StateStore:
 
     def remove_participant(self, participant_id: str) -> None:
         self.update(participants=[p for p in self._state.participants if p.id != participant_id])
-
-    async def _wake(self) -> None:
-        async with self._changed:
-            self._changed.notify_all()
-
-    async def wait_for(self, predicate: Callable[[DeviceState], bool]) -> DeviceState:
-        """The first state that satisfies `predicate` (bound it with `asyncio.timeout`)."""
-        async with self._changed:
-            await self._changed.wait_for(lambda: predicate(self._state))
-            return self._state

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import os
 import socket
 from pathlib import Path
 from typing import Annotated, Literal
@@ -14,6 +15,15 @@ from vcalld.config.sources import TomlDocumentSource
 from vcalld.plugins import RENDERER_GROUP, SOURCE_GROUP, plugin_validator
 
 Port = Annotated[int, Field(ge=1, le=65535)]
+
+
+def _readable(path: Path) -> Path:
+    if not os.access(path, os.R_OK):
+        raise ValueError(f"cannot read {str(path)!r}")
+    return path
+
+
+ReadableFile = Annotated[Path, AfterValidator(_readable)]
 
 
 class Section(BaseModel):
@@ -117,14 +127,77 @@ class DisplayConfig(Section):
     )
 
 
+class MqttTlsConfig(Section):
+    enabled: bool = Field(default=False, description="Connect with TLS (usually port 8883).")
+    ca_file: ReadableFile | None = Field(
+        default=None, description="CA bundle; the system's when unset."
+    )
+    cert_file: ReadableFile | None = Field(default=None, description="Client certificate (PEM).")
+    key_file: ReadableFile | None = Field(
+        default=None, description="Client certificate's key (PEM)."
+    )
+
+    @model_validator(mode="after")
+    def _certificate_with_key(self) -> MqttTlsConfig:
+        if (self.cert_file is None) != (self.key_file is None):
+            raise ValueError("cert_file and key_file go together")
+        return self
+
+
+class HomeAssistantConfig(Section):
+    enabled: bool = Field(default=False, description="Publish Home Assistant MQTT discovery.")
+    discovery_prefix: str = Field(default="homeassistant", pattern=r"^[^#+]+$")
+    rooms: list[str] = Field(
+        default_factory=list, description="Rooms offered in Home Assistant's room selector."
+    )
+
+
 class MqttConfig(Section):
     enabled: bool = Field(default=False, description="Connect to an MQTT broker.")
     host: str = "127.0.0.1"
     port: Port = 1883
+    protocol: Literal["auto", "5", "3.1.1"] = Field(
+        default="auto", description="auto: MQTT 5, falling back to 3.1.1 if the broker refuses."
+    )
+    client_id: str = Field(
+        default="", max_length=128, description="Stable client id; vcalld-<device id> when empty."
+    )
     username: str | None = None
-    password_file: Path | None = Field(default=None, description="File holding the password.")
-    base_topic: str = Field(default="vcalld", pattern=r"^[^#+]+$")
+    password_file: ReadableFile | None = Field(
+        default=None, description="File holding the password."
+    )
+    tls: MqttTlsConfig = Field(default_factory=MqttTlsConfig)
+    base_topic: str = Field(default="vcalld", pattern=r"^[^#+$][^#+]*$")
+    group: str = Field(
+        default="all",
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$",
+        description="Commands to <base_topic>/<group>/command/<name> reach every device.",
+    )
     keepalive_seconds: int = Field(default=30, ge=5, le=3600)
+    session_expiry_seconds: int = Field(
+        default=3600,
+        ge=0,
+        description="How long the broker keeps commands for this device while it is offline.",
+    )
+    reconnect_min_seconds: float = Field(default=0.5, gt=0, le=60)
+    reconnect_max_seconds: float = Field(default=30.0, gt=0, le=600)
+    stats_interval_seconds: float = Field(
+        default=10.0, ge=0, description="Period of call statistics on `stats`; 0 turns them off."
+    )
+    homeassistant: HomeAssistantConfig = Field(default_factory=HomeAssistantConfig)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> MqttConfig:
+        if self.password_file is not None and self.username is None:
+            raise ValueError("password_file needs a username")
+        if self.reconnect_max_seconds < self.reconnect_min_seconds:
+            raise ValueError("reconnect_max_seconds must not be below reconnect_min_seconds")
+        return self
+
+    def password(self) -> str | None:
+        if self.password_file is None:
+            return None
+        return self.password_file.read_text().strip()
 
 
 class LoggingConfig(Section):

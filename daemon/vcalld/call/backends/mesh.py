@@ -5,11 +5,11 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import random
 from typing import Any
 
 import aiohttp
 
+from vcalld.backoff import backoff_seconds
 from vcalld.call.events import CallObserver, LocalMedia
 from vcalld.call.ice import rtc_configuration
 from vcalld.call.peer import Peer
@@ -50,14 +50,12 @@ class MeshBackend:
                 error = f"call session failed: {type(failure).__name__}: {failure}"
                 log.exception("%s; rejoining", error)
             self.observer.call_state_changed(CallState.RECONNECTING, room, error)
-            await asyncio.sleep(self._backoff(attempt))
+            await asyncio.sleep(
+                backoff_seconds(
+                    attempt, self.config.reconnect_min_seconds, self.config.reconnect_max_seconds
+                )
+            )
             attempt += 1
-
-    def _backoff(self, attempt: int) -> float:
-        ceiling = min(
-            self.config.reconnect_max_seconds, self.config.reconnect_min_seconds * 2**attempt
-        )
-        return float(ceiling * random.uniform(0.5, 1.0))
 
 
 class _Session:

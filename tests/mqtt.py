@@ -1,0 +1,172 @@
+"""A real mosquitto on a free loopback port, and a paho client for tests to talk to devices."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import socket
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import paho.mqtt.client as paho
+from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+
+MOSQUITTO = "/usr/sbin/mosquitto"
+REPLY_SECONDS = 10.0
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+class Mosquitto:
+    """Debian's broker, loopback only, with persistence so sessions survive a restart."""
+
+    def __init__(self, folder: Path, extra_config: str = "") -> None:
+        self.folder = folder
+        self.port = free_port()
+        self.config = folder / "mosquitto.conf"
+        self.config.write_text(
+            f"listener {self.port} 127.0.0.1\n"
+            "allow_anonymous true\n"
+            "persistence true\n"
+            f"persistence_location {folder}/\n"
+            f"log_dest file {folder}/mosquitto.log\n"
+            # As root, mosquitto would switch to its own user and lose access to `folder`.
+            "user root\n" + extra_config
+        )
+        self._process: asyncio.subprocess.Process | None = None
+
+    async def start(self) -> None:
+        self._process = await asyncio.create_subprocess_exec(MOSQUITTO, "-c", str(self.config))
+        async with asyncio.timeout(10):
+            while True:
+                try:
+                    _, writer = await asyncio.open_connection("127.0.0.1", self.port)
+                except OSError:
+                    if self._process.returncode is not None:
+                        raise RuntimeError(f"mosquitto exited: {self.log()}") from None
+                    await asyncio.sleep(0.05)
+                    continue
+                writer.close()
+                await writer.wait_closed()
+                return
+
+    async def stop(self) -> None:
+        if self._process is not None:
+            self._process.terminate()
+            await asyncio.wait_for(self._process.wait(), 10)
+            self._process = None
+
+    def log(self) -> str:
+        path = self.folder / "mosquitto.log"
+        return path.read_text() if path.exists() else ""
+
+
+def _properties(packet_type: int) -> Properties:
+    return Properties(packet_type)  # type: ignore[no-untyped-call]
+
+
+@dataclass
+class Received:
+    topic: str
+    payload: bytes
+    retain: bool
+    correlation_data: bytes | None
+
+    def json(self) -> Any:
+        return json.loads(self.payload)
+
+
+class TestClient:
+    """A fleet controller stand-in: paho on its own thread, messages handed to asyncio."""
+
+    __test__ = False  # not a pytest class
+    _ids = itertools.count(1)
+
+    def __init__(self, port: int, protocol: str = "5") -> None:
+        self._loop = asyncio.get_running_loop()
+        self.protocol = protocol
+        self._messages: dict[str, asyncio.Queue[Received]] = {}
+        self._client = paho.Client(
+            CallbackAPIVersion.VERSION2,
+            client_id=f"test-client-{next(self._ids)}",
+            protocol=paho.MQTTv5 if protocol == "5" else paho.MQTTv311,
+        )
+        self._client.on_message = self._on_message
+        self._client.connect("127.0.0.1", port, 30)
+        self._client.loop_start()
+
+    def close(self) -> None:
+        self._client.loop_stop()
+        self._client.disconnect()
+
+    def _on_message(self, client: paho.Client, userdata: Any, message: paho.MQTTMessage) -> None:
+        properties = getattr(message, "properties", None)
+        received = Received(
+            message.topic,
+            bytes(message.payload),
+            bool(message.retain),
+            getattr(properties, "CorrelationData", None),
+        )
+        self._loop.call_soon_threadsafe(self._queue(message.topic).put_nowait, received)
+
+    def _queue(self, topic: str) -> asyncio.Queue[Received]:
+        return self._messages.setdefault(topic, asyncio.Queue())
+
+    async def subscribe(self, topic: str) -> None:
+        result, _ = self._client.subscribe(topic, qos=1)
+        assert result == paho.MQTT_ERR_SUCCESS
+        await asyncio.sleep(0.2)  # let SUBACK and retained messages arrive
+
+    async def next(self, topic: str, within: float = REPLY_SECONDS) -> Received:
+        return await asyncio.wait_for(self._queue(topic).get(), within)
+
+    def pending(self, topic: str) -> int:
+        return self._queue(topic).qsize()
+
+    def publish(
+        self, topic: str, payload: bytes | str, *, retain: bool = False, **props: Any
+    ) -> None:
+        properties = None
+        if props and self.protocol == "5":
+            properties = _properties(PacketTypes.PUBLISH)
+            for name, value in props.items():
+                setattr(properties, name, value)
+        info = self._client.publish(topic, payload, qos=1, retain=retain, properties=properties)
+        assert info.rc == paho.MQTT_ERR_SUCCESS
+
+    async def request(
+        self, device_topic: str, name: str, arguments: dict[str, Any] | bytes | None = None
+    ) -> dict[str, Any]:
+        """Send a command the protocol's way and return the reply."""
+        number = next(self._ids)
+        reply_topic = f"test/replies/{number}"
+        await self.subscribe(reply_topic)
+        if isinstance(arguments, bytes):
+            payload = arguments
+        elif self.protocol == "5":
+            payload = json.dumps(arguments or {}).encode()
+        else:
+            payload = json.dumps(
+                {**(arguments or {}), "reply_to": reply_topic, "id": number}
+            ).encode()
+        correlation = f"corr-{number}".encode()
+        self.publish(
+            f"{device_topic}/command/{name}",
+            payload,
+            ResponseTopic=reply_topic,
+            CorrelationData=correlation,
+        )
+        reply = await self.next(reply_topic)
+        if self.protocol == "5":
+            assert reply.correlation_data == correlation
+        body: dict[str, Any] = reply.json()
+        return body

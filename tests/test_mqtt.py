@@ -1,0 +1,245 @@
+"""The daemon's MQTT API against Debian's mosquitto: commands, replies, state, events."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+import pytest
+
+from tests.helpers import running
+from tests.mqtt import Mosquitto, TestClient
+from vcalld.config import VcalldConfig
+from vcalld.daemon import Daemon
+from vcalld.room.server import RoomServer
+
+DEVICE = "vcalld/kiosk"
+
+
+def mqtt_section(broker: Mosquitto, **overrides: Any) -> dict[str, Any]:
+    return {"enabled": True, "port": broker.port, "reconnect_min_seconds": 0.2, **overrides}
+
+
+@asynccontextmanager
+async def controller(broker: Mosquitto, protocol: str = "5") -> AsyncIterator[TestClient]:
+    client = TestClient(broker.port, protocol)
+    try:
+        yield client
+    finally:
+        client.close()
+
+
+@asynccontextmanager
+async def kiosk(
+    daemon_config: Callable[..., VcalldConfig], broker: Mosquitto, **mqtt: Any
+) -> AsyncIterator[Daemon]:
+    """A device that is in no call, controlled over MQTT."""
+    config = daemon_config(None, "kiosk", mqtt=mqtt_section(broker, **mqtt))
+    async with running(config) as daemon:
+        yield daemon
+
+
+async def next_state(
+    client: TestClient, predicate: Callable[[dict[str, Any]], bool]
+) -> dict[str, Any]:
+    while True:
+        state: dict[str, Any] = (await client.next(f"{DEVICE}/state")).json()
+        if predicate(state):
+            return state
+
+
+async def next_event(client: TestClient, kind: str) -> dict[str, Any]:
+    while True:
+        event: dict[str, Any] = (await client.next(f"{DEVICE}/event")).json()
+        if event["event"] == kind:
+            return event
+
+
+async def test_availability_state_and_a_command_round_trip(
+    mosquitto: Mosquitto, daemon_config: Callable[..., VcalldConfig]
+) -> None:
+    async with kiosk(daemon_config, mosquitto), controller(mosquitto) as fleet:
+        await fleet.subscribe(f"{DEVICE}/availability")
+        assert (await fleet.next(f"{DEVICE}/availability")).payload == b"online"
+        async with controller(mosquitto) as late:  # a subscriber that comes later
+            await late.subscribe(f"{DEVICE}/availability")
+            await late.subscribe(f"{DEVICE}/state")
+            availability = await late.next(f"{DEVICE}/availability")
+            assert (availability.payload, availability.retain) == (b"online", True)
+            state = await late.next(f"{DEVICE}/state")
+            assert state.retain and state.json()["call"] == "idle"
+        await fleet.subscribe(f"{DEVICE}/state")
+
+        reply = await fleet.request(DEVICE, "set-mute", {"audio": True})
+        assert reply["ok"] is True and reply["state"]["audio_muted"] is True, reply
+        assert (await next_state(fleet, lambda s: s["audio_muted"]))["video_muted"] is False
+        assert (await fleet.request(DEVICE, "get-state"))["state"]["audio_muted"] is True
+
+
+async def test_join_and_leave_with_events(
+    mosquitto: Mosquitto,
+    room_server: RoomServer,
+    daemon_config: Callable[..., VcalldConfig],
+) -> None:
+    peer_config = daemon_config(room_server, "peer")
+    kiosk_config = daemon_config(
+        room_server, "kiosk", call={"auto_join": False}, mqtt=mqtt_section(mosquitto)
+    )
+    async with running(peer_config), running(kiosk_config), controller(mosquitto) as fleet:
+        await fleet.subscribe(f"{DEVICE}/event")
+        reply = await fleet.request(DEVICE, "join", {"room": "test"})
+        assert reply["ok"], reply
+        assert (await next_event(fleet, "call-started"))["room"] == "test"
+        assert (await next_event(fleet, "participant-joined"))["name"] == "peer"
+        reply = await fleet.request(DEVICE, "leave")
+        assert reply["ok"] and reply["state"]["call"] == "idle", reply
+        assert (await next_event(fleet, "participant-left"))["name"] == "peer"
+        assert (await next_event(fleet, "call-ended"))["room"] == "test"
+
+
+BAD_COMMANDS = [
+    (
+        "set-mute",
+        b'{"audio": "maybe"}',
+        "audio: Input should be a valid boolean, unable to interpret input",
+    ),
+    ("set-mute", b"{}", "(arguments): give at least one of audio, video"),
+    ("set-mute", b'{"audio": true, "volume": 3}', "volume: unknown field"),
+    (
+        "join",
+        b'{"room": "../etc"}',
+        "room: String should match pattern '^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$'",
+    ),
+    ("frobnicate", b"", "unknown command 'frobnicate' (known: join, leave, set-mute, get-state)"),
+    ("set-mute", b"[true]", "payload: must be a JSON object of arguments"),
+    (
+        "set-mute",
+        b'{"audio": true, "id": [1]}',
+        "id: must be a string or an integer of at most 128 characters",
+    ),
+    (
+        "set-mute",
+        b'{"audio": true, "expires_at": "soon"}',
+        "expires_at: must be a Unix time in seconds",
+    ),
+]
+
+
+@pytest.mark.parametrize("protocol", ["5", "3.1.1"])
+async def test_bad_commands_get_errors_naming_the_field(
+    mosquitto: Mosquitto, daemon_config: Callable[..., VcalldConfig], protocol: str
+) -> None:
+    async with kiosk(daemon_config, mosquitto), controller(mosquitto, protocol) as fleet:
+        await fleet.subscribe(f"{DEVICE}/event")
+        for name, payload, message in BAD_COMMANDS:
+            if protocol == "5":
+                reply = await fleet.request(DEVICE, name, payload)
+            elif payload.startswith(b"{"):
+                # MQTT 3.1.1 has no response topic: the envelope rides in the payload.
+                enveloped = {**json.loads(payload), "reply_to": "test/replies/x"}
+                await fleet.subscribe("test/replies/x")
+                fleet.publish(f"{DEVICE}/command/{name}", json.dumps(enveloped))
+                reply = (await fleet.next("test/replies/x")).json()
+            else:
+                continue  # a payload that is not an object cannot carry reply_to
+            assert reply["ok"] is False, (name, payload, reply)
+            assert reply["error"] == {"code": "invalid-command", "message": message}
+            event = await next_event(fleet, "command-failed")
+            assert event["command"] == name and event["error"]["message"] == message
+        assert (await fleet.request(DEVICE, "get-state"))["state"]["audio_muted"] is False
+
+
+async def test_not_json_is_answered_on_mqtt5(
+    mosquitto: Mosquitto, daemon_config: Callable[..., VcalldConfig]
+) -> None:
+    async with kiosk(daemon_config, mosquitto), controller(mosquitto) as fleet:
+        reply = await fleet.request(DEVICE, "set-mute", b"\xff not json")
+        assert reply["error"]["code"] == "invalid-command"
+        assert reply["error"]["message"].startswith("payload: not JSON: ")
+
+
+async def test_mqtt311_reply_echoes_id(
+    mosquitto: Mosquitto, daemon_config: Callable[..., VcalldConfig]
+) -> None:
+    async with kiosk(daemon_config, mosquitto), controller(mosquitto, "3.1.1") as fleet:
+        reply = await fleet.request(DEVICE, "set-mute", {"video": True})
+        assert reply["ok"] and isinstance(reply["id"], int), reply
+        assert reply["state"]["video_muted"] is True
+
+
+async def test_daemon_speaking_mqtt311_still_answers(
+    mosquitto: Mosquitto, daemon_config: Callable[..., VcalldConfig]
+) -> None:
+    async with (
+        kiosk(daemon_config, mosquitto, protocol="3.1.1"),
+        controller(mosquitto, "3.1.1") as fleet,
+    ):
+        reply = await fleet.request(DEVICE, "set-mute", {"audio": True})
+        assert reply["ok"] and reply["state"]["audio_muted"] is True
+
+
+async def test_group_topic_reaches_the_device(
+    mosquitto: Mosquitto, daemon_config: Callable[..., VcalldConfig]
+) -> None:
+    async with kiosk(daemon_config, mosquitto), controller(mosquitto) as fleet:
+        reply = await fleet.request("vcalld/all", "set-mute", {"audio": True})
+        assert reply["ok"] and reply["state"]["device_id"] == "kiosk"
+
+
+async def test_retained_command_is_ignored_with_an_event(
+    mosquitto: Mosquitto, daemon_config: Callable[..., VcalldConfig]
+) -> None:
+    async with controller(mosquitto) as fleet:
+        fleet.publish(f"{DEVICE}/command/set-mute", b'{"audio": true}', retain=True)
+        await fleet.subscribe(f"{DEVICE}/event")
+        async with kiosk(daemon_config, mosquitto):
+            event = await next_event(fleet, "command-ignored")
+            assert event == {
+                "event": "command-ignored",
+                "command": "set-mute",
+                "reason": "retained",
+            }
+            assert (await fleet.request(DEVICE, "get-state"))["state"]["audio_muted"] is False
+        fleet.publish(f"{DEVICE}/command/set-mute", b"", retain=True)  # clear it
+
+
+async def test_expired_command_is_refused(
+    mosquitto: Mosquitto, daemon_config: Callable[..., VcalldConfig]
+) -> None:
+    async with kiosk(daemon_config, mosquitto), controller(mosquitto) as fleet:
+        stale = time.time() - 5
+        reply = await fleet.request(DEVICE, "set-mute", {"audio": True, "expires_at": stale})
+        assert reply["error"]["code"] == "expired", reply
+        assert (await fleet.request(DEVICE, "get-state"))["state"]["audio_muted"] is False
+
+
+async def test_repeated_id_is_answered_but_not_executed_again(
+    mosquitto: Mosquitto, daemon_config: Callable[..., VcalldConfig]
+) -> None:
+    async with kiosk(daemon_config, mosquitto), controller(mosquitto, "3.1.1") as fleet:
+        await fleet.subscribe("test/replies/dup")
+        mute = b'{"audio": true, "id": "once", "reply_to": "test/replies/dup"}'
+        fleet.publish(f"{DEVICE}/command/set-mute", mute)
+        first = (await fleet.next("test/replies/dup")).json()
+        assert first["ok"] and first["state"]["audio_muted"] is True
+        assert (await fleet.request(DEVICE, "set-mute", {"audio": False}))["ok"]
+        fleet.publish(f"{DEVICE}/command/set-mute", mute)
+        again = (await fleet.next("test/replies/dup")).json()
+        assert again == {**first, "duplicate": True}
+        assert (await fleet.request(DEVICE, "get-state"))["state"]["audio_muted"] is False
+
+
+async def test_reply_topic_in_the_device_tree_is_refused(
+    mosquitto: Mosquitto, daemon_config: Callable[..., VcalldConfig]
+) -> None:
+    async with kiosk(daemon_config, mosquitto), controller(mosquitto, "3.1.1") as fleet:
+        await fleet.subscribe(f"{DEVICE}/event")
+        await fleet.subscribe(f"{DEVICE}/state")
+        await fleet.next(f"{DEVICE}/state")  # the retained one
+        fleet.publish(f"{DEVICE}/command/get-state", b'{"reply_to": "vcalld/kiosk/state", "id": 1}')
+        event = await next_event(fleet, "reply-refused")
+        assert event["error"] == "reply_to: must not be under vcalld/kiosk/ or homeassistant/"
+        assert fleet.pending(f"{DEVICE}/state") == 0
