@@ -90,10 +90,16 @@ async def assert_receives(
     assert audio["level_dbfs"] > -30, stats
 
 
-def write_daemon_config(
-    folder: Path, device_id: str, server_port: int, room: str = "test", auto_join: bool = True
+def write_daemon_config(  # noqa: PLR0917 - test helper, read at call sites by keyword
+    folder: Path,
+    device_id: str,
+    server_port: int,
+    room: str = "test",
+    auto_join: bool = True,
+    extra: str = "",
 ) -> tuple[Path, Path]:
-    """A TOML config for a `vcalld run` process on loopback; returns (config, control socket)."""
+    """A TOML config for a `vcalld run` process on loopback, plus `extra` TOML sections;
+    returns (config, control socket)."""
     socket = folder / f"{device_id}.sock"
     config = folder / f"{device_id}.toml"
     config.write_text(
@@ -101,7 +107,7 @@ def write_daemon_config(
         f'[call]\nserver_url = "ws://127.0.0.1:{server_port}/ws"\nroom = "{room}"\n'
         f"auto_join = {str(auto_join).lower()}\n"
         f'ice_host_addresses = ["127.0.0.1"]\n'
-        f'[control]\nsocket = "{socket}"\n'
+        f'[control]\nsocket = "{socket}"\n' + extra
     )
     return config, socket
 
