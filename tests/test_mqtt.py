@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from collections.abc import AsyncIterator, Callable
@@ -243,3 +244,33 @@ async def test_reply_topic_in_the_device_tree_is_refused(
         event = await next_event(fleet, "reply-refused")
         assert event["error"] == "reply_to: must not be under vcalld/kiosk/ or homeassistant/"
         assert fleet.pending(f"{DEVICE}/state") == 0
+
+
+async def test_call_statistics_are_published_while_in_a_call(
+    mosquitto: Mosquitto,
+    room_server: RoomServer,
+    daemon_config: Callable[..., VcalldConfig],
+) -> None:
+    kiosk_config = daemon_config(
+        room_server, "kiosk", mqtt=mqtt_section(mosquitto, stats_interval_seconds=1.0)
+    )
+    async with (
+        running(daemon_config(room_server, "peer")),
+        running(kiosk_config),
+        controller(mosquitto) as fleet,
+    ):
+        await fleet.subscribe(f"{DEVICE}/stats")
+        async with asyncio.timeout(20):
+            while True:
+                stats = (await fleet.next(f"{DEVICE}/stats")).json()
+                peers = stats["participants"]
+                if peers and peers[0]["rtt_ms"] is not None and (peers[0]["fps"] or 0) >= 25:
+                    break
+        assert stats["call"] == "in-call" and stats["room"] == "test"
+        (peer,) = peers
+        assert peer["name"] == "peer" and (peer["width"], peer["height"]) == (640, 480), peer
+        # 640x480 VP8 from aiortc runs at 0.25-1.5 Mbit/s; Opus adds about 100 kbit/s.
+        assert 150 < peer["receive_kbps"] < 2500 and 150 < peer["send_kbps"] < 2500, peer
+        assert peer["loss_percent"] == 0.0, peer
+        assert 0 <= peer["rtt_ms"] < 100, peer
+        assert set(peer["jitter_ms"]) == {"audio", "video"}, peer

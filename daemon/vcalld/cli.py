@@ -123,7 +123,7 @@ def vcallctl_main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--socket", type=Path, default=ControlConfig().socket)
     parser.add_argument("--timeout", type=float, default=10.0)
-    parser.add_argument("command", help="join, leave, set-mute, get-state, state, media")
+    parser.add_argument("command", help="join, leave, set-mute, get-state, state, media, stats")
     args, rest = parser.parse_known_args(argv)
     try:
         arguments = _command_arguments(rest)

@@ -6,11 +6,13 @@ import asyncio
 import logging
 from collections.abc import Callable
 from contextlib import suppress
+from typing import Any
 
 from aiortc.mediastreams import MediaStreamTrack
 
 from vcalld.call.backends.mesh import MeshBackend
 from vcalld.call.ice import restrict_host_addresses
+from vcalld.call.stats import StatsSampler
 from vcalld.commands import (
     Command,
     CommandResult,
@@ -43,6 +45,7 @@ class Daemon:
         self._backend = MeshBackend(
             config.call, config.device.display_name, self.outgoing.local_media(), self
         )
+        self._stats = StatsSampler()
         self._tasks: asyncio.TaskGroup | None = None
         self._call: asyncio.Task[None] | None = None
         self._call_room: str | None = None
@@ -69,6 +72,27 @@ class Daemon:
 
     def stop(self) -> None:
         self._stop.set()
+
+    async def call_stats(self) -> dict[str, Any]:
+        """Per remote participant: what arrives (fps, size) and how the network carries it."""
+        state = self.state.current
+        network = await self._stats.sample(self._backend.peer_connections())
+        media = self.renderer.snapshot()
+        names = {participant.id: participant.name for participant in state.participants}
+        participants = []
+        for participant_id, quality in network.items():
+            video = media.get(participant_id, {}).get("video", {})
+            participants.append(
+                {
+                    "id": participant_id,
+                    "name": names.get(participant_id, participant_id),
+                    "fps": video.get("fps"),
+                    "width": video.get("width"),
+                    "height": video.get("height"),
+                    **quality,
+                }
+            )
+        return {"call": state.call.value, "room": state.room, "participants": participants}
 
     async def execute(self, command: Command) -> CommandResult:
         """Run one command; every outcome, including failure, is a result, never an exception."""

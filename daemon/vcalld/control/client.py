@@ -7,7 +7,7 @@ from typing import Any
 
 import aiohttp
 
-READ_ONLY = ("state", "media")
+READ_ONLY = ("state", "media", "stats")
 
 
 async def control_request(
@@ -16,7 +16,7 @@ async def control_request(
     arguments: dict[str, Any] | None = None,
     limits: aiohttp.ClientTimeout | None = None,
 ) -> tuple[int, Any]:
-    """(HTTP status, JSON reply) of one command, or of a read of `state` or `media`."""
+    """(HTTP status, JSON reply) of one command, or of a read of `state`, `media`, `stats`."""
     connector = aiohttp.UnixConnector(path=str(socket))
     async with aiohttp.ClientSession(connector=connector, timeout=limits) as session:
         if command in READ_ONLY:

@@ -31,6 +31,7 @@ class LocalControl:
         app.router.add_post("/command/{name}", self._command)
         app.router.add_get("/state", self._state)
         app.router.add_get("/media", self._media)
+        app.router.add_get("/stats", self._stats)
         self._path.parent.mkdir(parents=True, exist_ok=True)
         self._path.unlink(missing_ok=True)
         # No access log: status polls would bury the journal's useful lines.
@@ -64,3 +65,6 @@ class LocalControl:
 
     async def _media(self, request: web.Request) -> web.Response:
         return web.json_response(self._daemon.renderer.snapshot())
+
+    async def _stats(self, request: web.Request) -> web.Response:
+        return web.json_response(await self._daemon.call_stats())

@@ -8,6 +8,7 @@ import logging
 from typing import Any
 
 import aiohttp
+from aiortc import RTCPeerConnection
 
 from vcalld.backoff import backoff_seconds
 from vcalld.call.events import CallObserver, LocalMedia
@@ -32,6 +33,11 @@ class MeshBackend:
         self.name = name
         self.media = media
         self.observer = observer
+        self._session: _Session | None = None
+
+    def peer_connections(self) -> dict[str, RTCPeerConnection]:
+        """The current call's peer connections by participant id, for statistics."""
+        return self._session.peer_connections() if self._session is not None else {}
 
     async def run(self, room: str) -> None:
         """Stay in `room` until cancelled, rejoining with capped, jittered backoff."""
@@ -41,7 +47,8 @@ class MeshBackend:
             self.observer.call_state_changed(state, room)
             error: str | None = None
             try:
-                if await _Session(self, room).run():
+                self._session = _Session(self, room)
+                if await self._session.run():
                     attempt = 0
             except (aiohttp.ClientError, OSError, RoomRejectedError) as failure:
                 error = f"room server {self.config.server_url}: {failure or type(failure).__name__}"
@@ -49,6 +56,7 @@ class MeshBackend:
             except Exception as failure:  # a kiosk rejoins rather than stay out
                 error = f"call session failed: {type(failure).__name__}: {failure}"
                 log.exception("%s; rejoining", error)
+            self._session = None
             self.observer.call_state_changed(CallState.RECONNECTING, room, error)
             await asyncio.sleep(
                 backoff_seconds(
@@ -66,6 +74,9 @@ class _Session:
         self._room = room
         self._peers: dict[str, Peer] = {}
         self._ws: aiohttp.ClientWebSocketResponse | None = None
+
+    def peer_connections(self) -> dict[str, RTCPeerConnection]:
+        return {participant_id: peer.pc for participant_id, peer in self._peers.items()}
 
     async def run(self) -> bool:
         """True if the room was joined before the connection ended."""

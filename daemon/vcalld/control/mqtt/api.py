@@ -24,7 +24,7 @@ from vcalld.control.mqtt.topics import Topics
 from vcalld.daemon import Daemon
 from vcalld.errors import BusyError, InvalidCommandError, VcalldError
 from vcalld.events import state_events
-from vcalld.state import DeviceState
+from vcalld.state import CallState, DeviceState
 
 log = logging.getLogger(__name__)
 ONLINE, OFFLINE = "online", "offline"
@@ -39,6 +39,7 @@ class InternalError(VcalldError):
 class MqttControl:
     def __init__(self, daemon: Daemon, config: MqttConfig) -> None:
         self._daemon = daemon
+        self._stats_interval = config.stats_interval_seconds
         device_id = daemon.config.device.id
         self.topics = Topics(
             config.base_topic, device_id, config.group, config.homeassistant.discovery_prefix
@@ -62,6 +63,8 @@ class MqttControl:
         async with asyncio.TaskGroup() as tasks:
             tasks.create_task(self.link.run(), name="mqtt-link")
             tasks.create_task(self._serve_commands(), name="mqtt-commands")
+            if self._stats_interval > 0:
+                tasks.create_task(self._publish_stats(), name="mqtt-stats")
 
     async def stop(self) -> None:
         """Say `offline` ourselves: a clean disconnect does not fire the Last Will."""
@@ -146,6 +149,14 @@ class MqttControl:
             self._event({"event": "reply-refused", "topic": topic[:200], "error": str(refusal)})
             return
         self.link.publish(topic, json.dumps(body), qos=1, correlation_data=message.correlation_data)
+
+    async def _publish_stats(self) -> None:
+        """Call quality every interval while in a call; QoS 0, as a late sample is no use."""
+        while True:
+            await asyncio.sleep(self._stats_interval)
+            if self.link.connected and self._daemon.state.current.call is not CallState.IDLE:
+                stats = await self._daemon.call_stats()
+                self.link.publish(self.topics.stats, json.dumps(stats), qos=0)
 
     # State and events.
 

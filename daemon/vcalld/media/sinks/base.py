@@ -18,7 +18,8 @@ class Renderer(Protocol):
         """Drop what is kept about a participant who left."""
 
     def snapshot(self) -> dict[str, Any]:
-        """What is being shown or played, per participant (JSON-ready)."""
+        """What is being shown or played, per participant id (JSON-ready); at least
+        `{"video": {"fps", "width", "height"}}` for a participant whose video is shown."""
 
 
 class RendererFactory(Protocol):
