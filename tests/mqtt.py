@@ -6,6 +6,7 @@ import asyncio
 import itertools
 import json
 import socket
+import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 MOSQUITTO = "/usr/sbin/mosquitto"
+MOSQUITTO_PASSWD = "/usr/bin/mosquitto_passwd"
 REPLY_SECONDS = 10.0
 
 
@@ -27,21 +29,43 @@ def free_port() -> int:
 
 
 class Mosquitto:
-    """Debian's broker, loopback only, with persistence so sessions survive a restart."""
+    """Debian's broker, loopback only, with persistence so sessions survive a restart.
 
-    def __init__(self, folder: Path, extra_config: str = "") -> None:
+    `tls` (CA, certificate, key) makes the listener TLS-only and requires client certificates;
+    `passwords` (user: password) turns anonymous access off."""
+
+    def __init__(
+        self,
+        folder: Path,
+        tls: tuple[Path, Path, Path] | None = None,
+        passwords: dict[str, str] | None = None,
+    ) -> None:
         self.folder = folder
         self.port = free_port()
         self.config = folder / "mosquitto.conf"
-        self.config.write_text(
-            f"listener {self.port} 127.0.0.1\n"
-            "allow_anonymous true\n"
-            "persistence true\n"
-            f"persistence_location {folder}/\n"
-            f"log_dest file {folder}/mosquitto.log\n"
+        lines = [
+            f"listener {self.port} 127.0.0.1",
+            f"allow_anonymous {'false' if passwords else 'true'}",
+            "persistence true",
+            f"persistence_location {folder}/",
+            f"log_dest file {folder}/mosquitto.log",
             # As root, mosquitto would switch to its own user and lose access to `folder`.
-            "user root\n" + extra_config
-        )
+            "user root",
+        ]
+        if tls is not None:
+            ca, certificate, key = tls
+            lines += [
+                f"cafile {ca}",
+                f"certfile {certificate}",
+                f"keyfile {key}",
+                "require_certificate true",
+            ]
+        if passwords:
+            password_file = folder / "passwords"
+            password_file.write_text("".join(f"{u}:{p}\n" for u, p in passwords.items()))
+            subprocess.run([MOSQUITTO_PASSWD, "-U", str(password_file)], check=True)
+            lines.append(f"password_file {password_file}")
+        self.config.write_text("\n".join(lines) + "\n")
         self._process: asyncio.subprocess.Process | None = None
 
     async def start(self) -> None:
@@ -91,7 +115,13 @@ class TestClient:
     __test__ = False  # not a pytest class
     _ids = itertools.count(1)
 
-    def __init__(self, port: int, protocol: str = "5") -> None:
+    def __init__(
+        self,
+        port: int,
+        protocol: str = "5",
+        tls: tuple[Path, Path, Path] | None = None,
+        credentials: tuple[str, str] | None = None,
+    ) -> None:
         self._loop = asyncio.get_running_loop()
         self.protocol = protocol
         self._messages: dict[str, asyncio.Queue[Received]] = {}
@@ -101,6 +131,11 @@ class TestClient:
             protocol=paho.MQTTv5 if protocol == "5" else paho.MQTTv311,
         )
         self._client.on_message = self._on_message
+        if tls is not None:
+            ca, certificate, key = tls
+            self._client.tls_set(ca_certs=str(ca), certfile=str(certificate), keyfile=str(key))
+        if credentials is not None:
+            self._client.username_pw_set(*credentials)
         self._client.connect("127.0.0.1", port, 30)
         self._client.loop_start()
 

@@ -7,11 +7,13 @@ import json
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.helpers import running
+from tests.certificates import make_pki
+from tests.helpers import eventually, running
 from tests.mqtt import Mosquitto, TestClient
 from vcalld.config import VcalldConfig
 from vcalld.daemon import Daemon
@@ -274,3 +276,44 @@ async def test_call_statistics_are_published_while_in_a_call(
         assert peer["loss_percent"] == 0.0, peer
         assert 0 <= peer["rtt_ms"] < 100, peer
         assert set(peer["jitter_ms"]) == {"audio", "video"}, peer
+
+
+async def test_tls_with_client_certificate_and_password(
+    tmp_path: Path, daemon_config: Callable[..., VcalldConfig], caplog: pytest.LogCaptureFixture
+) -> None:
+    pki = make_pki(tmp_path)
+    broker_folder = tmp_path / "broker"
+    broker_folder.mkdir()
+    broker = Mosquitto(
+        broker_folder,
+        tls=(pki.ca, pki.server_certificate, pki.server_key),
+        passwords={"kiosk": "s3cret", "fleet": "fleet-pass"},
+    )
+    await broker.start()
+    (tmp_path / "password").write_text("s3cret\n")
+    tls = {
+        "enabled": True,
+        "ca_file": str(pki.ca),
+        "cert_file": str(pki.client_certificate),
+        "key_file": str(pki.client_key),
+    }
+    secure = mqtt_section(
+        broker, tls=tls, username="kiosk", password_file=str(tmp_path / "password")
+    )
+    fleet = TestClient(
+        broker.port,
+        tls=(pki.ca, pki.client_certificate, pki.client_key),
+        credentials=("fleet", "fleet-pass"),
+    )
+    try:
+        async with running(daemon_config(None, "kiosk", mqtt=secure)):
+            reply = await fleet.request(DEVICE, "set-mute", {"video": True})
+            assert reply["ok"] and reply["state"]["video_muted"] is True, reply
+        (tmp_path / "password").write_text("wrong\n")
+        async with running(daemon_config(None, "kiosk", mqtt=secure)):
+            await eventually(
+                lambda: "broker refused the connection: Not authorized" in caplog.text, 10
+            )
+    finally:
+        fleet.close()
+        await broker.stop()
