@@ -205,3 +205,56 @@ class TestClient:
             assert reply.correlation_data == correlation
         body: dict[str, Any] = reply.json()
         return body
+
+
+class Mqtt311OnlyFront:
+    """Stands in front of mosquitto and answers an MQTT 5 CONNECT the way a 3.1.1-only broker
+    does (CONNACK 0x01, unacceptable protocol version); MQTT 3.1.1 passes through untouched."""
+
+    def __init__(self, upstream_port: int) -> None:
+        self._upstream_port = upstream_port
+        self._server: asyncio.Server | None = None
+        self._relays: set[asyncio.Task[None]] = set()
+        self.port = 0
+        self.refused = 0
+
+    async def start(self) -> None:
+        self._server = await asyncio.start_server(self._accept, "127.0.0.1", 0)
+        self.port = self._server.sockets[0].getsockname()[1]
+
+    async def stop(self) -> None:
+        if self._server is not None:
+            self._server.close()
+        for relay in self._relays:
+            relay.cancel()
+        await asyncio.gather(*self._relays, return_exceptions=True)
+
+    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        header = await reader.readexactly(1)
+        length_bytes = b""
+        while not length_bytes or length_bytes[-1] & 0x80:
+            length_bytes += await reader.readexactly(1)
+        start = await reader.readexactly(7)  # protocol name (2 + 4 bytes) and level
+        if start[6] == 5:
+            self.refused += 1
+            writer.write(b"\x20\x02\x00\x01")
+            await writer.drain()
+            writer.close()
+            return
+        up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self._upstream_port)
+        up_writer.write(header + length_bytes + start)
+        for source, target in ((reader, up_writer), (up_reader, writer)):
+            relay = asyncio.create_task(_pipe(source, target))
+            self._relays.add(relay)
+            relay.add_done_callback(self._relays.discard)
+
+
+async def _pipe(source: asyncio.StreamReader, target: asyncio.StreamWriter) -> None:
+    try:
+        while data := await source.read(65536):
+            target.write(data)
+            await target.drain()
+    except ConnectionError:
+        pass
+    finally:
+        target.close()

@@ -14,7 +14,7 @@ import pytest
 
 from tests.certificates import make_pki
 from tests.helpers import eventually, running
-from tests.mqtt import Mosquitto, TestClient
+from tests.mqtt import Mosquitto, Mqtt311OnlyFront, TestClient
 from vcalld.config import VcalldConfig
 from vcalld.daemon import Daemon
 from vcalld.room.server import RoomServer
@@ -317,3 +317,20 @@ async def test_tls_with_client_certificate_and_password(
     finally:
         fleet.close()
         await broker.stop()
+
+
+async def test_falls_back_to_mqtt311_when_the_broker_refuses_mqtt5(
+    mosquitto: Mosquitto, daemon_config: Callable[..., VcalldConfig]
+) -> None:
+    front = Mqtt311OnlyFront(mosquitto.port)
+    await front.start()
+    config = daemon_config(None, "kiosk", mqtt={"enabled": True, "port": front.port})
+    try:
+        async with running(config), controller(mosquitto, "3.1.1") as fleet:
+            reply = await fleet.request(DEVICE, "set-mute", {"audio": True})
+            assert reply["ok"] and reply["state"]["audio_muted"] is True, reply
+            assert front.refused == 1
+            # mosquitto logs MQTT 3.1.1 as protocol p2 (and MQTT 5 as p5).
+            assert "as vcalld-kiosk (p2, c0" in mosquitto.log()
+    finally:
+        await front.stop()
