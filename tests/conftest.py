@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
@@ -50,6 +51,6 @@ async def mosquitto(tmp_path: Path) -> AsyncIterator[Mosquitto]:
     folder = tmp_path / "broker"
     folder.mkdir()
     broker = Mosquitto(folder)
-    await broker.start()
+    await asyncio.to_thread(broker.start)
     yield broker
-    await broker.stop()
+    await asyncio.to_thread(broker.stop)

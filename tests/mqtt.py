@@ -7,6 +7,7 @@ import itertools
 import json
 import socket
 import subprocess
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,7 @@ from paho.mqtt.properties import Properties
 MOSQUITTO = "/usr/sbin/mosquitto"
 MOSQUITTO_PASSWD = "/usr/bin/mosquitto_passwd"
 REPLY_SECONDS = 10.0
+START_SECONDS = 10.0
 
 
 def free_port() -> int:
@@ -66,27 +68,25 @@ class Mosquitto:
             subprocess.run([MOSQUITTO_PASSWD, "-U", str(password_file)], check=True)
             lines.append(f"password_file {password_file}")
         self.config.write_text("\n".join(lines) + "\n")
-        self._process: asyncio.subprocess.Process | None = None
+        self._process: subprocess.Popen[bytes] | None = None
 
-    async def start(self) -> None:
-        self._process = await asyncio.create_subprocess_exec(MOSQUITTO, "-c", str(self.config))
-        async with asyncio.timeout(10):
-            while True:
-                try:
-                    _, writer = await asyncio.open_connection("127.0.0.1", self.port)
-                except OSError:
-                    if self._process.returncode is not None:
-                        raise RuntimeError(f"mosquitto exited: {self.log()}") from None
-                    await asyncio.sleep(0.05)
-                    continue
-                writer.close()
-                await writer.wait_closed()
+    def start(self) -> None:
+        """Blocking until the broker accepts connections (async callers: `asyncio.to_thread`)."""
+        self._process = subprocess.Popen([MOSQUITTO, "-c", str(self.config)])
+        deadline = time.monotonic() + START_SECONDS
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
                 return
+            except OSError:
+                if self._process.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"mosquitto did not start: {self.log()}") from None
+                time.sleep(0.05)
 
-    async def stop(self) -> None:
+    def stop(self) -> None:
         if self._process is not None:
             self._process.terminate()
-            await asyncio.wait_for(self._process.wait(), 10)
+            self._process.wait(10)
             self._process = None
 
     def log(self) -> str:

@@ -289,7 +289,7 @@ async def test_tls_with_client_certificate_and_password(
         tls=(pki.ca, pki.server_certificate, pki.server_key),
         passwords={"kiosk": "s3cret", "fleet": "fleet-pass"},
     )
-    await broker.start()
+    await asyncio.to_thread(broker.start)
     (tmp_path / "password").write_text("s3cret\n")
     tls = {
         "enabled": True,
@@ -316,7 +316,7 @@ async def test_tls_with_client_certificate_and_password(
             )
     finally:
         fleet.close()
-        await broker.stop()
+        await asyncio.to_thread(broker.stop)
 
 
 async def test_falls_back_to_mqtt311_when_the_broker_refuses_mqtt5(
