@@ -18,6 +18,7 @@ import paho.mqtt.client as paho
 
 from vcalld.commands import CommandResult, parse_command
 from vcalld.config.models import MqttConfig
+from vcalld.control.mqtt import homeassistant
 from vcalld.control.mqtt.link import Message, MqttLink
 from vcalld.control.mqtt.requests import CommandRequest, parse_request
 from vcalld.control.mqtt.topics import Topics
@@ -40,6 +41,7 @@ class MqttControl:
     def __init__(self, daemon: Daemon, config: MqttConfig) -> None:
         self._daemon = daemon
         self._stats_interval = config.stats_interval_seconds
+        self._homeassistant = config.homeassistant
         device_id = daemon.config.device.id
         self.topics = Topics(
             config.base_topic, device_id, config.group, config.homeassistant.discovery_prefix
@@ -74,11 +76,32 @@ class MqttControl:
     # From the link.
 
     def _connected(self) -> None:
-        self.link.subscribe(self.topics.command_filters)
+        filters = self.topics.command_filters
+        if self._homeassistant.enabled:
+            filters = [*filters, homeassistant.BIRTH_TOPIC]
+        self.link.subscribe(filters)
         self.link.publish(self.topics.availability, ONLINE, retain=True)
+        self._publish_discovery()
         self._publish_state(self._daemon.state.current)
 
+    def _publish_discovery(self) -> None:
+        """Retained, so Home Assistant finds the device whenever it starts; an empty payload
+        when disabled removes a device that an earlier configuration announced."""
+        payload = ""
+        if self._homeassistant.enabled:
+            device = self._daemon.config.device
+            description = homeassistant.discovery_payload(
+                self.topics, device.display_name, self._homeassistant.rooms
+            )
+            payload = json.dumps(description)
+        self.link.publish(homeassistant.discovery_topic(self.topics), payload, retain=True)
+
     def _received(self, message: Message) -> None:
+        if message.topic == homeassistant.BIRTH_TOPIC:
+            if message.payload == b"online":  # Home Assistant restarted: announce again
+                self._publish_discovery()
+                self._publish_state(self._daemon.state.current)
+            return
         if self.topics.command_name(message.topic) is None:
             return
         try:
