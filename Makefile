@@ -13,7 +13,7 @@ DEMO_ARGS ?= --with-peer --duration 30
 PYTEST_ARGS ?=
 BENCH_ARGS ?=
 
-.PHONY: demo test lint pytest bench clean
+.PHONY: demo test lint pytest bench bench-mqtt clean
 
 demo: $(VENV)/.installed
 	$(BIN)/vcalld demo $(DEMO_ARGS)
@@ -32,6 +32,9 @@ pytest: $(VENV)/.installed
 
 bench: $(VENV)/.installed
 	$(SUDO) unshare --net sh -c 'ip link set lo up && exec $(BIN)/python -m bench.join_and_cpu $(BENCH_ARGS)'
+
+bench-mqtt: $(VENV)/.installed
+	$(SUDO) unshare --net sh -c 'ip link set lo up && exec $(BIN)/python -m bench.mqtt_latency $(BENCH_ARGS)'
 
 .stamp-apt:
 	@missing=$$(for p in $(APT_PACKAGES); do \
