@@ -23,10 +23,10 @@ from typing import Any
 import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
-from paho.mqtt.properties import Properties
 
 from tests.helpers import write_daemon_config
 from tests.mqtt import Mosquitto
+from vcalld.control.mqtt.link import new_properties
 
 DEVICE = "vcalld/bench"
 REPLIES = "bench/replies"
@@ -56,7 +56,7 @@ class Client:
             pass
 
     def round_trip(self, topic: str, payload: bytes, reply_topic: str) -> float:
-        properties = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
+        properties = new_properties(PacketTypes.PUBLISH)
         correlation = next(self._numbers).to_bytes(8, "big")
         properties.ResponseTopic = REPLIES
         properties.CorrelationData = correlation

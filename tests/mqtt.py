@@ -15,7 +15,8 @@ from typing import Any
 import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
-from paho.mqtt.properties import Properties
+
+from vcalld.control.mqtt.link import new_properties
 
 MOSQUITTO = "/usr/sbin/mosquitto"
 MOSQUITTO_PASSWD = "/usr/bin/mosquitto_passwd"
@@ -94,10 +95,6 @@ class Mosquitto:
         return path.read_text() if path.exists() else ""
 
 
-def _properties(packet_type: int) -> Properties:
-    return Properties(packet_type)  # type: ignore[no-untyped-call]
-
-
 @dataclass
 class Received:
     topic: str
@@ -172,7 +169,7 @@ class TestClient:
     ) -> None:
         properties = None
         if props and self.protocol == "5":
-            properties = _properties(PacketTypes.PUBLISH)
+            properties = new_properties(PacketTypes.PUBLISH)
             for name, value in props.items():
                 setattr(properties, name, value)
         info = self._client.publish(topic, payload, qos=1, retain=retain, properties=properties)

@@ -25,3 +25,7 @@ class ExpiredCommandError(VcalldError):
 
 class BusyError(VcalldError):
     code = "busy"
+
+
+class InternalError(VcalldError):
+    code = "internal-error"

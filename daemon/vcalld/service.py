@@ -36,9 +36,11 @@ async def serve(
     mqtt = MqttControl(daemon, daemon.config.mqtt) if daemon.config.mqtt.enabled else None
     try:
         async with asyncio.TaskGroup() as tasks:
-            mqtt_task = tasks.create_task(mqtt.run(), name="mqtt") if mqtt else None
-            await daemon.run(on_ready)
-            if mqtt is not None and mqtt_task is not None:
+            if mqtt is None:
+                await daemon.run(on_ready)
+            else:
+                mqtt_task = tasks.create_task(mqtt.run(), name="mqtt")
+                await daemon.run(on_ready)
                 await mqtt.stop()
                 mqtt_task.cancel()
     finally:

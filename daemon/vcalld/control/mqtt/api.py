@@ -23,7 +23,7 @@ from vcalld.control.mqtt.link import Message, MqttLink
 from vcalld.control.mqtt.requests import CommandRequest, parse_request
 from vcalld.control.mqtt.topics import Topics
 from vcalld.daemon import Daemon
-from vcalld.errors import BusyError, InvalidCommandError, VcalldError
+from vcalld.errors import BusyError, InternalError, InvalidCommandError, VcalldError
 from vcalld.events import state_events
 from vcalld.state import CallState, DeviceState
 
@@ -31,10 +31,6 @@ log = logging.getLogger(__name__)
 ONLINE, OFFLINE = "online", "offline"
 INBOX_SIZE = 64
 REMEMBERED_REPLIES = 256
-
-
-class InternalError(VcalldError):
-    code = "internal-error"
 
 
 class MqttControl:
@@ -109,7 +105,7 @@ class MqttControl:
         except asyncio.QueueFull:
             request = parse_request(message.payload)
             failure = CommandResult.failure(BusyError(f"more than {INBOX_SIZE} commands queued"))
-            self._reply(message, request, self._reply_body(request, failure))
+            self._reply(message, request, _reply_body(request, failure))
 
     # Commands.
 
@@ -122,7 +118,7 @@ class MqttControl:
                 log.exception("MQTT command on %s failed unexpectedly", message.topic)
                 request = parse_request(message.payload)
                 failure = CommandResult.failure(InternalError("command not completed"))
-                self._reply(message, request, self._reply_body(request, failure))
+                self._reply(message, request, _reply_body(request, failure))
 
     async def _handle(self, message: Message) -> None:
         name = self.topics.command_name(message.topic) or ""
@@ -137,7 +133,7 @@ class MqttControl:
             self._reply(message, request, {**self._replies[key], "duplicate": True})
             return
         result = await self._execute(name, request)
-        body = self._reply_body(request, result)
+        body = _reply_body(request, result)
         if key is not None:
             self._replies[key] = body
             while len(self._replies) > REMEMBERED_REPLIES:
@@ -155,12 +151,6 @@ class MqttControl:
         except VcalldError as error:
             return CommandResult.failure(error)
         return await self._daemon.execute(command)
-
-    def _reply_body(self, request: CommandRequest, result: CommandResult) -> dict[str, Any]:
-        body = result.model_dump(mode="json", exclude_none=True)
-        if request.id is not None:
-            body["id"] = request.id
-        return body
 
     def _reply(self, message: Message, request: CommandRequest, body: dict[str, Any]) -> None:
         topic = message.response_topic or request.reply_to
@@ -194,6 +184,13 @@ class MqttControl:
 
     def _event(self, event: dict[str, Any]) -> None:
         self.link.publish(self.topics.event, json.dumps(event))
+
+
+def _reply_body(request: CommandRequest, result: CommandResult) -> dict[str, Any]:
+    body = result.model_dump(mode="json", exclude_none=True)
+    if request.id is not None:
+        body["id"] = request.id
+    return body
 
 
 def _dedupe_key(message: Message, request: CommandRequest) -> str | None:

@@ -44,7 +44,8 @@ class Message:
     correlation_data: bytes | None = None
 
 
-def _properties(packet_type: int) -> Properties:
+def new_properties(packet_type: int) -> Properties:
+    """paho's Properties constructor is untyped; one typed place to make them."""
     return Properties(packet_type)  # type: ignore[no-untyped-call]
 
 
@@ -124,7 +125,7 @@ class MqttLink:
             return None
         properties = None
         if correlation_data is not None and self.protocol == "5":
-            properties = _properties(PacketTypes.PUBLISH)
+            properties = new_properties(PacketTypes.PUBLISH)
             properties.CorrelationData = correlation_data
         return self._client.publish(topic, payload, qos=qos, retain=retain, properties=properties)
 
@@ -186,7 +187,7 @@ class MqttLink:
         if self._dialled:
             client.reconnect()  # same client: in-flight QoS 1 messages are resent
         elif self.protocol == "5":
-            properties = _properties(PacketTypes.CONNECT)
+            properties = new_properties(PacketTypes.CONNECT)
             properties.SessionExpiryInterval = self._config.session_expiry_seconds
             client.connect(
                 self._config.host,

@@ -23,8 +23,8 @@ class CommandRequest:
     expires_at: float | None = None
     problem: InvalidCommandError | None = None
 
-    def check_fresh(self, now: float | None = None) -> None:
-        if self.expires_at is not None and (now or time.time()) > self.expires_at:
+    def check_fresh(self) -> None:
+        if self.expires_at is not None and time.time() > self.expires_at:
             raise ExpiredCommandError(f"expires_at: command expired at {self.expires_at:.3f}")
 
 
