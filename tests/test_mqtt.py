@@ -266,7 +266,13 @@ async def test_call_statistics_are_published_while_in_a_call(
             while True:
                 stats = (await fleet.next(f"{DEVICE}/stats")).json()
                 peers = stats["participants"]
-                if peers and peers[0]["rtt_ms"] is not None and (peers[0]["fps"] or 0) >= 25:
+                # The first sample of a peer has no rates yet: they need two samples.
+                if (
+                    peers
+                    and peers[0]["rtt_ms"] is not None
+                    and peers[0]["receive_kbps"] is not None
+                    and (peers[0]["fps"] or 0) >= 25
+                ):
                     break
         assert stats["call"] == "in-call" and stats["room"] == "test"
         (peer,) = peers
