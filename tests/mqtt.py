@@ -5,9 +5,13 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
+import queue
 import socket
 import subprocess
+import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -16,7 +20,8 @@ import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 
-from vcalld.control.mqtt.link import new_properties
+from tests.helpers import write_daemon_config
+from vcalld.control.mqtt.link import new_properties, send_without_delay
 
 MOSQUITTO = "/usr/sbin/mosquitto"
 MOSQUITTO_PASSWD = "/usr/bin/mosquitto_passwd"
@@ -42,6 +47,7 @@ class Mosquitto:
         folder: Path,
         tls: tuple[Path, Path, Path] | None = None,
         passwords: dict[str, str] | None = None,
+        tcp_nodelay: bool = True,
     ) -> None:
         self.folder = folder
         self.port = free_port()
@@ -50,6 +56,9 @@ class Mosquitto:
             f"listener {self.port} 127.0.0.1",
             f"allow_anonymous {'false' if passwords else 'true'}",
             "persistence true",
+            # Off by default in mosquitto: each reply then waits ~40 ms for the requester's
+            # delayed ACK (bench/mqtt_latency.py measures both).
+            f"set_tcp_nodelay {str(tcp_nodelay).lower()}",
             f"persistence_location {folder}/",
             f"log_dest file {folder}/mosquitto.log",
             # As root, mosquitto would switch to its own user and lose access to `folder`.
@@ -202,6 +211,89 @@ class TestClient:
             assert reply.correlation_data == correlation
         body: dict[str, Any] = reply.json()
         return body
+
+
+class BlockingRequester:
+    """MQTT 5 requests one at a time from a plain thread, for the bench and the fuzz test,
+    which time and count round trips by the thousand."""
+
+    def __init__(self, port: int, reply_topic: str, also: tuple[str, ...] = ()) -> None:
+        self.reply_topic = reply_topic
+        self._arrivals: queue.Queue[Received] = queue.Queue()
+        self._numbers = itertools.count(1)
+        self._client = paho.Client(CallbackAPIVersion.VERSION2, protocol=paho.MQTTv5)
+        self._client.on_message = self._on_message
+        # Like vcalld itself: without TCP_NODELAY each request waits for the broker's delayed
+        # ACK of the previous reply's PUBACK, and we would measure Nagle's algorithm.
+        self._client.on_socket_open = lambda _client, _userdata, sock: send_without_delay(sock)
+        self._client.connect("127.0.0.1", port)
+        self._client.subscribe([(topic, 1) for topic in (reply_topic, *also)])
+        self._client.loop_start()
+
+    def _on_message(self, client: paho.Client, userdata: Any, message: paho.MQTTMessage) -> None:
+        correlation = getattr(message.properties, "CorrelationData", None)
+        self._arrivals.put(
+            Received(message.topic, bytes(message.payload), bool(message.retain), correlation)
+        )
+
+    def subscribe(self, topic: str) -> None:
+        """Active for every later publish: the broker handles one connection's packets in order."""
+        self._client.subscribe(topic, qos=1)
+
+    def wait_for(self, topic: str, payload: bytes) -> None:
+        while True:
+            arrived = self._arrivals.get(timeout=REPLY_SECONDS)
+            if (arrived.topic, arrived.payload) == (topic, payload):
+                return
+
+    def round_trip(
+        self, topic: str, payload: bytes, answer_topic: str | None = None
+    ) -> tuple[float, bytes]:
+        """(seconds, payload) from publishing to the answer with our correlation data, which
+        arrives on the reply topic unless `answer_topic` says otherwise."""
+        properties = new_properties(PacketTypes.PUBLISH)
+        correlation = next(self._numbers).to_bytes(8, "big")
+        properties.ResponseTopic = self.reply_topic
+        properties.CorrelationData = correlation
+        started = time.perf_counter()
+        self._client.publish(topic, payload, qos=1, properties=properties)
+        while True:
+            arrived = self._arrivals.get(timeout=REPLY_SECONDS)
+            if arrived.topic == (answer_topic or self.reply_topic) and (
+                arrived.correlation_data == correlation
+            ):
+                return time.perf_counter() - started, arrived.payload
+
+    def close(self) -> None:
+        self._client.loop_stop()
+        self._client.disconnect()
+
+
+@contextmanager
+def vcalld_on_broker(
+    folder: Path, broker: Mosquitto, device_id: str, reply_topic: str, mqtt: str = ""
+) -> Iterator[tuple[subprocess.Popen[bytes], BlockingRequester]]:
+    """A `vcalld run` process in no call, online on `broker`, and a requester to command it.
+    `mqtt` is more TOML for its `[mqtt]` section."""
+    config, _ = write_daemon_config(
+        folder,
+        device_id,
+        9,
+        auto_join=False,
+        extra=f"[mqtt]\nenabled = true\nport = {broker.port}\n{mqtt}",
+    )
+    availability = f"vcalld/{device_id}/availability"
+    with (folder / f"{device_id}.log").open("wb") as log:
+        vcalld = Path(sys.executable).parent / "vcalld"
+        process = subprocess.Popen([str(vcalld), "run", "--config", str(config)], stderr=log)
+        requester = BlockingRequester(broker.port, reply_topic, also=(availability,))
+        try:
+            requester.wait_for(availability, b"online")
+            yield process, requester
+        finally:
+            requester.close()
+            process.terminate()
+            process.wait(10)
 
 
 class Mqtt311OnlyFront:

@@ -49,7 +49,7 @@ def browser_media(tmp_path_factory: pytest.TempPathFactory) -> BrowserMedia:
 
 @asynccontextmanager
 async def browser(server: RoomServer, media: BrowserMedia, name: str) -> AsyncIterator[Page]:
-    query = urlencode({"room": "test", "name": name, "autojoin": "1"})
+    query = urlencode({"room": "test", "name": name, "autojoin": "1", "audio_processing": "off"})
     url = f"http://127.0.0.1:{server.port}/?{query}"
     async with chromium_page(url, video_clip=media.clip, audio_wav=media.wav) as page:
         await eventually(lambda: page.evaluate("typeof vcall === 'object'"), 10)

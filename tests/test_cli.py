@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import signal
 from collections.abc import Callable
 from pathlib import Path
@@ -21,25 +20,17 @@ from tests.helpers import (
     video_ok,
     write_daemon_config,
 )
-from vcalld.cli import EX_UNAVAILABLE
+from tests.vcallctl import vcallctl
 from vcalld.config import VcalldConfig
 from vcalld.room.server import RoomServer
+from vcalld.vcallctl import EX_UNAVAILABLE
 
 pytestmark = pytest.mark.slow
 
 
-async def vcallctl(socket: Path, *words: str) -> tuple[int, Any]:
-    process = await asyncio.create_subprocess_exec(
-        BIN / "vcallctl",
-        "--socket",
-        str(socket),
-        *words,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    out, err = await process.communicate()
-    assert process.returncode is not None
-    return process.returncode, json.loads(out) if out.strip() else err.decode()
+async def local(socket: Path, *words: str) -> tuple[int, Any]:
+    status, reply, error = await vcallctl("--socket", str(socket), *words)
+    return status, reply if reply is not None else error
 
 
 async def test_vcallctl_controls_a_running_daemon(
@@ -51,34 +42,34 @@ async def test_vcallctl_controls_a_running_daemon(
         running(daemon_config(room_server, "viewer")) as viewer,
     ):
         await eventually(lambda: video_ok(received(viewer, "kiosk")), 20)
-        status, state = await vcallctl(socket, "state")
+        status, state = await local(socket, "state")
         assert status == 0 and state["call"] == "in-call" and state["room"] == "test", state
         assert [p["name"] for p in state["participants"]] == ["viewer"]
 
-        status, reply = await vcallctl(socket, "set-mute", "--video", "true")
+        status, reply = await local(socket, "set-mute", "--video", "true")
         assert status == 0 and reply["state"]["video_muted"] is True, reply
         await asyncio.sleep(0.5)
         frozen = received(viewer, "kiosk")["video"]["stamped_frames"]
         await asyncio.sleep(1.0)
         assert received(viewer, "kiosk")["video"]["stamped_frames"] == frozen
 
-        status, reply = await vcallctl(socket, "set-mute", "--audio", "maybe")
+        status, reply = await local(socket, "set-mute", "--audio", "maybe")
         assert status == 1 and reply["error"]["code"] == "invalid-command", reply
         assert reply["error"]["message"].startswith("audio:"), reply
-        status, reply = await vcallctl(socket, "frobnicate")
+        status, reply = await local(socket, "frobnicate")
         assert status == 1 and "unknown command 'frobnicate'" in reply["error"]["message"]
-        status, reply = await vcallctl(socket, "join", "--room", "../etc")
+        status, reply = await local(socket, "join", "--room", "../etc")
         assert status == 1 and reply["error"]["message"].startswith("room:"), reply
 
-        status, reply = await vcallctl(socket, "leave")
+        status, reply = await local(socket, "leave")
         assert status == 0 and reply["state"]["call"] == "idle", reply
         await eventually(lambda: not viewer.state.current.participants, 5)
-        status, reply = await vcallctl(socket, "join")
+        status, reply = await local(socket, "join")
         assert status == 0
         # Mute outlives a rejoin: the kiosk comes back sending black frames, not its camera.
         await eventually(lambda: received(viewer, "kiosk").get("video", {}).get("fps", 0) > 20, 20)
         assert received(viewer, "kiosk")["video"]["stamped_frames"] == 0
-        status, reply = await vcallctl(socket, "set-mute", "--video", "false")
+        status, reply = await local(socket, "set-mute", "--video", "false")
         assert status == 0 and reply["state"]["video_muted"] is False, reply
         await eventually(lambda: video_ok(received(viewer, "kiosk")), 10)
 
@@ -89,7 +80,7 @@ async def test_vcallctl_controls_a_running_daemon(
 
 
 async def test_vcallctl_without_daemon_says_so(tmp_path: Path) -> None:
-    status, message = await vcallctl(tmp_path / "missing.sock", "state")
+    status, message = await local(tmp_path / "missing.sock", "state")
     assert status == EX_UNAVAILABLE
     assert "cannot reach vcalld" in message
 

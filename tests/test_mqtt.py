@@ -316,10 +316,11 @@ async def test_tls_with_client_certificate_and_password(
             reply = await fleet.request(DEVICE, "set-mute", {"video": True})
             assert reply["ok"] and reply["state"]["video_muted"] is True, reply
         (tmp_path / "password").write_text("wrong\n")
-        async with running(daemon_config(None, "kiosk", mqtt=secure)):
+        async with running(daemon_config(None, "kiosk", mqtt=secure)) as refused:
             await eventually(
                 lambda: "broker refused the connection: Not authorized" in caplog.text, 10
             )
+            assert refused.state.current.mqtt == "refused: Not authorized"
     finally:
         fleet.close()
         await asyncio.to_thread(broker.stop)

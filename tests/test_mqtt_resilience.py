@@ -22,6 +22,8 @@ from tests.mqtt import Mosquitto, TestClient
 from vcalld.config import VcalldConfig
 from vcalld.room.server import RoomServer
 
+REFUSED = "[Errno 111] Connection refused"
+
 pytestmark = pytest.mark.slow
 DEVICE = "vcalld/kiosk"
 KEEPALIVE_SECONDS = 5
@@ -70,8 +72,12 @@ async def test_broker_restart_mid_call(
         "reconnect_max_seconds": 3.0,
     }
     kiosk_config = daemon_config(room_server, "kiosk", mqtt=mqtt)
-    async with running(daemon_config(room_server, "peer")) as peer, running(kiosk_config):
+    async with (
+        running(daemon_config(room_server, "peer")) as peer,
+        running(kiosk_config) as kiosk,
+    ):
         await eventually(lambda: video_ok(received(peer, "kiosk")), 15)
+        assert kiosk.state.current.mqtt == "connected"
         watcher = TestClient(mosquitto.port)
         await watcher.subscribe(f"{DEVICE}/availability")
         assert (await watcher.next(f"{DEVICE}/availability")).payload == b"online"
@@ -85,6 +91,8 @@ async def test_broker_restart_mid_call(
         await asyncio.sleep(2.0)
         gained = received(peer, "kiosk")["video"]["stamped_frames"] - before
         assert gained >= 2.0 * MIN_FPS, f"the call must not depend on the broker: {gained}"
+        # The device itself says why its fleet cannot see it (vcallctl state, the journal).
+        await eventually(lambda: kiosk.state.current.mqtt == f"unreachable: {REFUSED}", 5)
         await asyncio.to_thread(mosquitto.start)
         fleet = TestClient(mosquitto.port)
         try:
@@ -108,5 +116,6 @@ async def test_broker_restart_mid_call(
             await asyncio.sleep(2.0)
             assert fleet.pending("test/replies/outage") == 0, "the command ran twice"
             assert video_ok(received(peer, "kiosk"))
+            assert kiosk.state.current.mqtt == "connected"
         finally:
             fleet.close()

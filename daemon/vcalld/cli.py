@@ -1,29 +1,20 @@
-"""Entry points: `vcalld` (run, check-config, room-server, demo) and `vcallctl`."""
+"""The `vcalld` command: run, check-config, room-server, demo."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
 import contextlib
-import json
 import sys
 from pathlib import Path
-from typing import Any
-
-import aiohttp
 
 from vcalld import __version__
 from vcalld.config import DEFAULT_PATH, EX_CONFIG, ConfigError, VcalldConfig, load_config, summary
-from vcalld.config.models import ControlConfig
-from vcalld.control.client import control_request
 from vcalld.daemon import Daemon
 from vcalld.demo import run_demo
 from vcalld.logs import setup_logging
 from vcalld.room.server import RoomServer
 from vcalld.service import serve
-
-EX_UNAVAILABLE = 69
-EX_SOFTWARE = 70
 
 
 def vcalld_main(argv: list[str] | None = None) -> int:
@@ -111,46 +102,3 @@ def _run_room_server(args: argparse.Namespace) -> int:
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(serve_rooms())
     return 0
-
-
-def vcallctl_main(argv: list[str] | None = None) -> int:
-    """Send one command to the daemon on this device and print its JSON reply."""
-    parser = argparse.ArgumentParser(
-        prog="vcallctl",
-        description="Control the vcalld daemon on this device. Command arguments are given "
-        "as --name value (values are read as JSON when they parse, else as text): "
-        "vcallctl join --room lobby; vcallctl set-mute --audio true; vcallctl state.",
-    )
-    parser.add_argument("--socket", type=Path, default=ControlConfig().socket)
-    parser.add_argument("--timeout", type=float, default=10.0)
-    parser.add_argument("command", help="join, leave, set-mute, get-state, state, media, stats")
-    args, rest = parser.parse_known_args(argv)
-    try:
-        arguments = _command_arguments(rest)
-    except ValueError as error:
-        parser.error(str(error))
-    try:
-        status, reply = asyncio.run(
-            control_request(
-                args.socket, args.command, arguments, aiohttp.ClientTimeout(args.timeout)
-            )
-        )
-    except (OSError, aiohttp.ClientError, TimeoutError) as error:
-        print(f"vcallctl: cannot reach vcalld at {args.socket}: {error!r}", file=sys.stderr)
-        return EX_UNAVAILABLE
-    print(json.dumps(reply, indent=2))
-    return 0 if status == 200 else 1
-
-
-def _command_arguments(words: list[str]) -> dict[str, Any]:
-    arguments: dict[str, Any] = {}
-    if len(words) % 2:
-        raise ValueError(f"arguments come as --name value pairs, got {' '.join(words)!r}")
-    for name, value in zip(words[::2], words[1::2], strict=True):
-        if not name.startswith("--"):
-            raise ValueError(f"expected --name before {value!r}, got {name!r}")
-        try:
-            arguments[name[2:].replace("-", "_")] = json.loads(value)
-        except json.JSONDecodeError:
-            arguments[name[2:].replace("-", "_")] = value
-    return arguments

@@ -125,6 +125,8 @@ class Daemon:
         if self._tasks is None:
             raise ShuttingDownError("the daemon is not running")
         self._call_room = room
+        # The reply to `join` already says where the device is going.
+        self.state.update(call=CallState.CONNECTING, room=room, last_error=None)
         self._call = self._tasks.create_task(self._run_call(room), name=f"call-{room}")
 
     async def _run_call(self, room: str) -> None:

@@ -36,6 +36,9 @@ class DeviceState(BaseModel):
     video_source: str | None = None
     audio_source: str | None = None
     last_error: str | None = None
+    # The broker connection: "connected", or why not ("unreachable: ...", "refused: ...",
+    # "lost: ..."); None without MQTT. Seen locally and in the journal while the fleet cannot.
+    mqtt: str | None = None
 
 
 Listener = Callable[[DeviceState], None]
@@ -55,12 +58,15 @@ class StateStore:
     def listen(self, listener: Listener) -> None:
         self._listeners.append(listener)
 
+    def unlisten(self, listener: Listener) -> None:
+        self._listeners.remove(listener)
+
     def update(self, **changes: Any) -> None:
         updated = self._state.model_copy(update=changes)
         if updated == self._state:
             return
         self._state = updated
-        for listener in self._listeners:
+        for listener in list(self._listeners):  # a listener may unlisten while notified
             listener(updated)
 
     def set_participant(self, participant: Participant) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -25,3 +27,16 @@ async def control_request(
             request = session.post(f"http://vcalld/command/{command}", json=arguments or {})
         async with request as response:
             return response.status, await response.json()
+
+
+async def watch_local(socket: Path, stats_interval: float) -> AsyncIterator[dict[str, Any]]:
+    """Events and call statistics as the daemon streams them; ends when the daemon stops."""
+    connector = aiohttp.UnixConnector(path=str(socket))
+    async with (
+        aiohttp.ClientSession(connector=connector) as session,
+        session.get("http://vcalld/watch", params={"stats_interval": stats_interval}) as response,
+    ):
+        response.raise_for_status()
+        async for line in response.content:
+            if line.strip():
+                yield json.loads(line)

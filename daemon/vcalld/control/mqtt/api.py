@@ -14,18 +14,16 @@ import logging
 from collections import OrderedDict
 from typing import Any
 
-import paho.mqtt.client as paho
-
 from vcalld.commands import CommandResult, parse_command
 from vcalld.config.models import MqttConfig
+from vcalld.control.feeds import EventFeed, stats_samples
 from vcalld.control.mqtt import homeassistant
 from vcalld.control.mqtt.link import Message, MqttLink
 from vcalld.control.mqtt.requests import CommandRequest, parse_request
 from vcalld.control.mqtt.topics import Topics
 from vcalld.daemon import Daemon
 from vcalld.errors import BusyError, InternalError, InvalidCommandError, VcalldError
-from vcalld.events import state_events
-from vcalld.state import CallState, DeviceState
+from vcalld.state import DeviceState
 
 log = logging.getLogger(__name__)
 ONLINE, OFFLINE = "online", "offline"
@@ -48,13 +46,15 @@ class MqttControl:
             will=(self.topics.availability, OFFLINE),
             on_connected=self._connected,
             on_message=self._received,
+            on_status=lambda status: daemon.state.update(mqtt=status),
         )
         # Commands run one at a time, in arrival order: "join" then "leave" must not race.
         self._inbox: asyncio.Queue[Message] = asyncio.Queue(maxsize=INBOX_SIZE)
         # QoS 1 may deliver twice; a repeated id or correlation gets the first reply again.
         self._replies: OrderedDict[str, dict[str, Any]] = OrderedDict()
-        self._state = daemon.state.current
-        daemon.state.listen(self._state_changed)
+        # Events first, so a consumer reading `state` after an event sees the change.
+        self._events = EventFeed(daemon.state, self._event)
+        daemon.state.listen(self._publish_state)
 
     async def run(self) -> None:
         """Until cancelled; `stop()` first for a clean `offline`."""
@@ -165,29 +165,24 @@ class MqttControl:
 
     async def _publish_stats(self) -> None:
         """Call quality every interval while in a call; QoS 0, as a late sample is no use."""
-        while True:
-            await asyncio.sleep(self._stats_interval)
-            if self.link.connected and self._daemon.state.current.call is not CallState.IDLE:
-                stats = await self._daemon.call_stats()
+        async for stats in stats_samples(self._daemon, self._stats_interval):
+            if self.link.connected:
                 self.link.publish(self.topics.stats, json.dumps(stats), qos=0)
 
     # State and events.
 
-    def _state_changed(self, state: DeviceState) -> None:
-        for event in state_events(self._state, state):
-            self._event(event)
-        self._state = state
-        self._publish_state(state)
-
-    def _publish_state(self, state: DeviceState) -> paho.MQTTMessageInfo | None:
-        return self.link.publish(self.topics.state, state.model_dump_json(), retain=True)
+    def _publish_state(self, state: DeviceState) -> None:
+        self.link.publish(self.topics.state, state.model_dump_json(), retain=True)
 
     def _event(self, event: dict[str, Any]) -> None:
         self.link.publish(self.topics.event, json.dumps(event))
 
 
 def _reply_body(request: CommandRequest, result: CommandResult) -> dict[str, Any]:
-    body = result.model_dump(mode="json", exclude_none=True)
+    # No `error: null` on success, but the state keeps its full shape (`room: null` too).
+    body = {
+        key: value for key, value in result.model_dump(mode="json").items() if value is not None
+    }
     if request.id is not None:
         body["id"] = request.id
     return body

@@ -126,7 +126,16 @@ function reportError(error) {
 }
 
 async function join(room, name) {
-  vcall.localStream = await navigator.mediaDevices.getUserMedia({ video: true, audio: true });
+  // ?audio_processing=off sends the microphone as it is (music, a line input, test tones):
+  // echo cancellation, noise suppression and gain control are made for voices and fade a
+  // steady tone away.
+  const processing = params.get("audio_processing") !== "off";
+  const audio = {
+    echoCancellation: processing,
+    noiseSuppression: processing,
+    autoGainControl: processing,
+  };
+  vcall.localStream = await navigator.mediaDevices.getUserMedia({ video: true, audio });
   $("self-video").srcObject = vcall.localStream;
   $("self-tile").hidden = false;
   const scheme = location.protocol === "https:" ? "wss" : "ws";
