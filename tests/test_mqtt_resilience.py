@@ -20,6 +20,8 @@ from tests.helpers import (
 )
 from tests.mqtt import Mosquitto, TestClient
 from vcalld.config import VcalldConfig
+from vcalld.config.models import MqttConfig
+from vcalld.control.mqtt.link import QUEUED_MESSAGES, MqttLink
 from vcalld.room.server import RoomServer
 
 REFUSED = "[Errno 111] Connection refused"
@@ -119,3 +121,37 @@ async def test_broker_restart_mid_call(
             assert kiosk.state.current.mqtt == "connected"
         finally:
             fleet.close()
+
+
+async def test_messages_published_while_connecting_follow_the_connect(
+    mosquitto: Mosquitto,
+) -> None:
+    """State changes during the threaded connect must neither break it nor get lost."""
+    statuses: list[str] = []
+    link = MqttLink(
+        MqttConfig(enabled=True, port=mosquitto.port),
+        client_id="racer",
+        will=("racer/availability", "offline"),
+        on_connected=lambda: None,
+        on_message=lambda message: None,
+        on_status=statuses.append,
+    )
+    watcher = TestClient(mosquitto.port)
+    await watcher.subscribe("racer/state")
+    try:
+        async with asyncio.TaskGroup() as tasks:
+            running_link = tasks.create_task(link.run())
+            published = 0
+            async with asyncio.timeout(10):
+                while not link.connected:
+                    link.publish("racer/state", str(published))
+                    published += 1
+                    await asyncio.sleep(0)
+            running_link.cancel()
+        assert statuses[0] == "connected", statuses
+        assert published > 0
+        newest = min(published, QUEUED_MESSAGES)
+        arrived = [int((await watcher.next("racer/state")).payload) for _ in range(newest)]
+        assert arrived == list(range(published - newest, published))
+    finally:
+        watcher.close()

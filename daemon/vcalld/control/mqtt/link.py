@@ -13,6 +13,7 @@ import logging
 import socket
 import ssl
 import threading
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -103,6 +104,10 @@ class MqttLink:
         self._connack: asyncio.Future[ReasonCode] | None = None
         self._lost = asyncio.Event()
         self._published = asyncio.Event()
+        # Bounded: during a long outage only the newest messages are worth sending.
+        self._backlog: deque[tuple[str, str | bytes, int, bool, bytes | None]] = deque(
+            maxlen=QUEUED_MESSAGES
+        )
         self.protocol = "3.1.1" if config.protocol == "3.1.1" else "5"
         self.connected = False
         self._closing = False
@@ -147,8 +152,13 @@ class MqttLink:
         retain: bool = False,
         correlation_data: bytes | None = None,
     ) -> paho.MQTTMessageInfo | None:
-        """Queue a message; QoS 1 messages queued while disconnected go out on reconnect."""
-        if self._client is None:
+        """Send a message, or, while disconnected, keep a QoS 1 one for the next connection
+        (the newest QUEUED_MESSAGES of them). paho is not touched then: a worker thread may be
+        inside its connect(), and a PUBLISH queued ahead of the CONNECT makes the broker drop
+        the connection (seen as "closed before CONNACK")."""
+        if self._client is None or not self.connected:
+            if qos > 0:
+                self._backlog.append((topic, payload, qos, retain, correlation_data))
             return None
         properties = None
         if correlation_data is not None and self.protocol == "5":
@@ -197,6 +207,9 @@ class MqttLink:
             self.protocol,
         )
         self.connected = True
+        while self._backlog:
+            topic, payload, qos, retain, correlation_data = self._backlog.popleft()
+            self.publish(topic, payload, qos=qos, retain=retain, correlation_data=correlation_data)
         self._on_status("connected")
         try:
             self._on_connected()
@@ -239,8 +252,6 @@ class MqttLink:
         apply_credentials(client, self._config)
         topic, payload = self._will
         client.will_set(topic, payload, qos=1, retain=True)
-        # Bounded: during a long outage only the newest messages are worth sending.
-        client.max_queued_messages_set(QUEUED_MESSAGES)
         client.on_connect = self._handle_connect
         client.on_disconnect = self._handle_disconnect
         client.on_message = self._handle_message
