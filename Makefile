@@ -6,9 +6,9 @@ VENV := .venv
 BIN := $(VENV)/bin
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # Build headers for pyalsaaudio and systemd-python; chromium and mosquitto are the real peers
-# the tests start.
+# the tests start; systemd brings systemd-analyze and systemd-sysusers for the unit's tests.
 APT_PACKAGES := python3-venv python3-dev gcc pkg-config libasound2-dev libsystemd-dev iproute2 \
-	util-linux chromium mosquitto
+	util-linux chromium mosquitto systemd
 DEMO_ARGS ?= --with-peer --duration 30
 PYTEST_ARGS ?=
 BENCH_ARGS ?=

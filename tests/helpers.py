@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import os
 import sys
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -113,12 +114,20 @@ def write_daemon_config(  # noqa: PLR0917 - test helper, read at call sites by k
 
 
 @asynccontextmanager
-async def vcalld_process(config_file: Path) -> AsyncIterator[asyncio.subprocess.Process]:
-    """The daemon's log goes to a file next to its config and is printed if the test fails."""
+async def vcalld_process(
+    config_file: Path, environment: dict[str, str] | None = None
+) -> AsyncIterator[asyncio.subprocess.Process]:
+    """The daemon's log goes to a file next to its config and is printed if the test fails;
+    `environment` is added to ours."""
     log_file = config_file.with_suffix(".log")
     with log_file.open("wb") as log:
         process = await asyncio.create_subprocess_exec(
-            BIN / "vcalld", "run", "--config", str(config_file), stderr=log
+            BIN / "vcalld",
+            "run",
+            "--config",
+            str(config_file),
+            stderr=log,
+            env={**os.environ, **(environment or {})},
         )
     try:
         yield process

@@ -10,11 +10,10 @@ from pathlib import Path
 
 from vcalld import __version__
 from vcalld.config import DEFAULT_PATH, EX_CONFIG, ConfigError, VcalldConfig, load_config, summary
-from vcalld.daemon import Daemon
 from vcalld.demo import run_demo
 from vcalld.logs import setup_logging
 from vcalld.room.server import RoomServer
-from vcalld.service import serve
+from vcalld.service import run_service
 
 
 def vcalld_main(argv: list[str] | None = None) -> int:
@@ -47,8 +46,8 @@ def vcalld_main(argv: list[str] | None = None) -> int:
         config = _load_or_report(args.config, starting=True)
         if config is None:
             return EX_CONFIG
-        setup_logging(config.logging)
-        return _run_daemon(config)
+        asyncio.run(run_service(args.config, config))
+        return 0
     if args.action == "room-server":
         return _run_room_server(args)
     setup_logging(VcalldConfig.model_validate({}).logging)
@@ -68,11 +67,6 @@ def _load_or_report(path: Path, starting: bool) -> VcalldConfig | None:
             f"vcalld: {count} error{'s' if count > 1 else ''} in {path}{outcome}", file=sys.stderr
         )
         return None
-
-
-def _run_daemon(config: VcalldConfig) -> int:
-    asyncio.run(serve(Daemon(config)))
-    return 0
 
 
 def _run_room_server(args: argparse.Namespace) -> int:

@@ -50,13 +50,14 @@ class Daemon:
         self._call: asyncio.Task[None] | None = None
         self._call_room: str | None = None
         self._stop = asyncio.Event()
+        self._workers: list[asyncio.Task[None]] = []
 
     async def run(self, on_ready: Callable[[], None] | None = None) -> None:
         """Run until `stop()`; a failing source ends the run with its exception."""
         restrict_host_addresses(self.config.call.ice_host_addresses)
         async with asyncio.TaskGroup() as tasks:
             self._tasks = tasks
-            workers = [
+            self._workers = [
                 tasks.create_task(runner, name=name)
                 for name, runner in self.outgoing.runners().items()
             ]
@@ -66,12 +67,19 @@ class Daemon:
                 on_ready()
             await self._stop.wait()
             await self._end_call()
-            for worker in workers:
+            for worker in self._workers:
                 worker.cancel()
         self._tasks = None
 
     def stop(self) -> None:
         self._stop.set()
+
+    def health_problem(self) -> str | None:
+        """Why the daemon should not pass for alive (systemd's watchdog), or None."""
+        for worker in self._workers:
+            if worker.done():
+                return f"media worker {worker.get_name()} stopped"
+        return None
 
     async def call_stats(self) -> dict[str, Any]:
         """Per remote participant: what arrives (fps, size) and how the network carries it."""
