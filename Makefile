@@ -13,12 +13,26 @@ DEMO_ARGS ?= --with-peer --duration 30
 PYTEST_ARGS ?=
 BENCH_ARGS ?=
 
-.PHONY: demo test lint pytest bench bench-mqtt clean
+# Tools to build and check the Debian package (its Build-Depends are in APT_PACKAGES already).
+DEB_PACKAGES := debhelper dpkg-dev lintian
+
+# Installs those of the Debian packages $(1) that are missing.
+define apt_install
+	@missing=$$(for p in $(1); do \
+		dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed' || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+		echo "installing Debian packages:" $$missing; \
+		$(SUDO) apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $$missing; \
+	fi
+endef
+
+.PHONY: demo test lint pytest test-package bench bench-mqtt deb clean
 
 demo: $(VENV)/.installed
 	$(BIN)/vcalld demo $(DEMO_ARGS)
 
-test: lint pytest
+test: lint pytest test-package
 
 lint: $(VENV)/.installed
 	$(BIN)/ruff check daemon tests bench
@@ -30,20 +44,31 @@ lint: $(VENV)/.installed
 pytest: $(VENV)/.installed
 	$(SUDO) unshare --net sh -c 'ip link set lo up && exec $(BIN)/pytest $(PYTEST_ARGS)'
 
+# The .deb installed in the test bed (tools/testbed): amd64 in a Debian 12 VM with systemd as
+# PID 1, part of `make test`. PACKAGE_ARCHES="amd64 arm64 armhf" adds the ARM chroots, whose
+# builds under qemu-user take about 12 minutes each on two cores, too long for CI.
+PACKAGE_ARCHES ?= amd64
+test-package: $(VENV)/.installed .stamp-deb-tools
+	$(SUDO) env PYTEST=$(BIN)/pytest tools/test-package.sh $(PACKAGE_ARCHES)
+
 bench: $(VENV)/.installed
 	$(SUDO) unshare --net sh -c 'ip link set lo up && exec $(BIN)/python -m bench.join_and_cpu $(BENCH_ARGS)'
 
 bench-mqtt: $(VENV)/.installed
 	$(SUDO) unshare --net sh -c 'ip link set lo up && exec $(BIN)/python -m bench.mqtt_latency $(BENCH_ARGS)'
 
+# dist/vcalld_<version>_<ARCH>.deb, checked by lintian: ARCH is this machine's by default;
+# arm64 and armhf build in a test bed chroot under qemu-user (tools/deb.sh).
+ARCH ?=
+deb: .stamp-deb-tools
+	$(SUDO) tools/deb.sh $(ARCH)
+
+.stamp-deb-tools: .stamp-apt
+	$(call apt_install,$(DEB_PACKAGES))
+	touch $@
+
 .stamp-apt:
-	@missing=$$(for p in $(APT_PACKAGES); do \
-		dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed' || echo $$p; done); \
-	if [ -n "$$missing" ]; then \
-		echo "installing Debian packages:" $$missing; \
-		$(SUDO) apt-get update -qq && \
-		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $$missing; \
-	fi
+	$(call apt_install,$(APT_PACKAGES))
 	touch $@
 
 $(VENV)/.installed: .stamp-apt pyproject.toml
@@ -53,4 +78,4 @@ $(VENV)/.installed: .stamp-apt pyproject.toml
 	touch $@
 
 clean:
-	rm -rf $(VENV) .stamp-apt build *.egg-info .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .stamp-apt .stamp-deb-tools build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache

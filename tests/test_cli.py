@@ -80,9 +80,10 @@ async def test_vcallctl_controls_a_running_daemon(
 
 
 async def test_vcallctl_without_daemon_says_so(tmp_path: Path) -> None:
-    status, message = await local(tmp_path / "missing.sock", "state")
+    missing = tmp_path / "missing.sock"
+    status, message = await local(missing, "state")
     assert status == EX_UNAVAILABLE
-    assert "cannot reach vcalld" in message
+    assert f"cannot reach vcalld at {missing}: No such file or directory" in message
 
 
 async def test_demo_prints_url_shows_media_and_stops_on_ctrl_c() -> None:

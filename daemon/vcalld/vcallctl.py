@@ -82,9 +82,21 @@ def main(argv: list[str] | None = None) -> int:
     except RemoteError as error:
         return _fail(str(error), EX_UNAVAILABLE)
     except (OSError, aiohttp.ClientError, TimeoutError) as error:
-        return _fail(f"cannot reach vcalld at {args.socket}: {error!r}", EX_UNAVAILABLE)
+        reason = _why_unreachable(error)
+        return _fail(f"cannot reach vcalld at {args.socket}: {reason}", EX_UNAVAILABLE)
     except KeyboardInterrupt:
         return 130
+
+
+def _why_unreachable(error: BaseException) -> str:
+    """The operating system's reason, not aiohttp's repr of its connection key."""
+    if isinstance(error, aiohttp.ClientConnectorError):
+        error = error.os_error
+    if isinstance(error, TimeoutError):
+        return "no answer in time"
+    if isinstance(error, OSError) and error.strerror:
+        return f"{error.strerror} (is the daemon running? systemctl status vcalld)"
+    return str(error) or type(error).__name__
 
 
 def command_arguments(words: list[str]) -> dict[str, Any]:

@@ -1,0 +1,234 @@
+"""The amd64 .deb on a real Debian 12 with systemd as PID 1 (the test bed VM, restricted network):
+install offline, run the hardened unit in a call, watchdog, SIGTERM, a bad config, upgrade, purge.
+
+The steps share one VM and run in file order, as an administrator would take them."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+import textwrap
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.package.testbed import GuestCommandError, Testbed, built_deb, until
+
+pytestmark = [pytest.mark.package, pytest.mark.timeout(600)]
+
+ROOM_SERVER = "/usr/bin/vcalld room-server --host 127.0.0.1 --port 8080"
+PEER = "/usr/bin/vcalld run --config /root/peer.toml"
+
+
+def device_config(device_id: str, socket: str) -> str:
+    """Small video so two daemons fit the emulated CPU; content is checked, not speed."""
+    return textwrap.dedent(f"""\
+        [device]
+        id = "{device_id}"
+        [call]
+        server_url = "ws://127.0.0.1:8080/ws"
+        room = "hall"
+        ice_host_addresses = ["127.0.0.1"]
+        reconnect_max_seconds = 1.0
+        [video]
+        width = 160
+        height = 120
+        fps = 10
+        [audio]
+        tone_frequency_hz = 880.0
+        [control]
+        socket = "{socket}"
+        """)
+
+
+KIOSK_SOCKET = "/run/vcalld/control.sock"
+PEER_SOCKET = "/run/vcalld-peer.sock"
+KIOSK_CONFIG = device_config("kiosk", KIOSK_SOCKET)
+PEER_CONFIG = device_config("peer", PEER_SOCKET)
+# Polls the control socket with the guest's own python3: `vcallctl` imports the whole stack,
+# which takes seconds per call on the emulated CPU while two daemons encode.
+CONTROL_GET = """\
+import http.client, socket, sys
+class UnixConnection(http.client.HTTPConnection):
+    def connect(self):
+        self.sock = socket.socket(socket.AF_UNIX)
+        self.sock.connect(sys.argv[2])
+connection = UnixConnection("vcalld")
+connection.request("GET", sys.argv[1])
+print(connection.getresponse().read().decode())
+"""
+
+
+@pytest.fixture(scope="module")
+def vm() -> Iterator[Testbed]:
+    testbed = Testbed("vcalld-package")
+    testbed.boot()
+    try:
+        yield testbed
+    finally:
+        testbed.stop()
+
+
+@pytest.fixture(scope="module")
+def deb() -> Path:
+    return built_deb("amd64")
+
+
+def control(vm: Testbed, path: str, socket: str = KIOSK_SOCKET) -> dict[str, Any]:
+    return vm.json(f"python3 /root/control_get.py {path} {socket}")  # type: ignore[no-any-return]
+
+
+def in_call_with(vm: Testbed, names: list[str], socket: str = KIOSK_SOCKET) -> bool:
+    try:
+        state = control(vm, "/state", socket)
+    except GuestCommandError:  # not listening yet: the daemon is (re)starting
+        return False
+    connected = [p["name"] for p in state["participants"] if p["connection"] == "connected"]
+    return state["call"] == "in-call" and connected == names
+
+
+def peer_received_from_kiosk(vm: Testbed) -> dict[str, Any]:
+    """What the peer's sink measured from the kiosk: test pattern frames and the tone."""
+    participants = control(vm, "/state", PEER_SOCKET)["participants"]
+    ids = [p["id"] for p in participants if p["name"] == "kiosk"]
+    media = control(vm, "/media", PEER_SOCKET)
+    return media.get(ids[0], {}) if ids else {}
+
+
+def test_offline_install_enables_but_does_not_start(vm: Testbed, deb: Path) -> None:
+    output = vm.install_deb(deb)
+    assert "vcalld check-config" in output  # postinst tells the administrator what to do
+    assert vm.unit_property("vcalld", "UnitFileState") == "enabled"
+    assert vm.unit_property("vcalld", "ActiveState") == "inactive"
+    groups = vm.run("id -nG vcalld").split()
+    assert {"vcalld", "video", "audio", "render"} <= set(groups)
+    home_and_shell = vm.run("getent passwd vcalld | cut -d: -f6,7").strip()
+    assert home_and_shell == "/var/lib/vcalld:/usr/sbin/nologin"
+    # Bytecode compiled by postinst, since the service cannot write it under ProtectSystem.
+    assert int(vm.run("find /usr/lib/vcalld -name '*.pyc' | wc -l")) > 1000
+    assert vm.run("vcalld --version").startswith("vcalld ")
+
+
+def test_service_is_ready_in_a_call_and_reports_to_the_journal(vm: Testbed) -> None:
+    vm.write("/etc/vcalld/vcalld.toml", KIOSK_CONFIG)
+    vm.write("/root/peer.toml", PEER_CONFIG)
+    vm.run(f"systemd-run --unit vcalld-room {ROOM_SERVER}")
+    until(lambda: vm.status("exec 3<>/dev/tcp/127.0.0.1/8080") == 0, timeout=60)
+    vm.run(f"systemd-run --unit vcalld-peer {PEER}")
+
+    vm.write("/root/control_get.py", CONTROL_GET)
+    started = time.monotonic()
+    vm.run("systemctl start vcalld", timeout=120)  # Type=notify: returns at READY=1
+    ready_seconds = time.monotonic() - started
+    until(lambda: in_call_with(vm, ["peer"]), timeout=60)
+    in_call_seconds = time.monotonic() - started
+    print(f"systemctl start -> READY {ready_seconds:.1f} s, -> in call {in_call_seconds:.1f} s")
+    assert vm.unit_property("vcalld", "StatusText").startswith("in-call in hall; 1 participant")
+    assert json.loads(vm.run("vcallctl state"))["room"] == "hall"  # the packaged vcallctl works
+
+    # Media flow under the hardened unit: the peer sees the kiosk's test pattern and hears its
+    # 880 Hz tone.
+    received = until(
+        lambda: (m := peer_received_from_kiosk(vm)) and m["video"]["pattern_frames"] > 10 and m,
+        timeout=60,
+    )
+    assert (received["video"]["width"], received["video"]["height"]) == (160, 120)
+    assert abs(received["audio"]["frequency_hz"] - 880) < 20
+
+    entries = [
+        json.loads(line)
+        for line in vm.run("journalctl -u vcalld -o json --no-pager").splitlines()
+        if line.strip()
+    ]
+    ours = [e for e in entries if e.get("SYSLOG_IDENTIFIER") == "vcalld" and "VCALLD_ROOM" in e]
+    assert any(e["VCALLD_ROOM"] == "hall" for e in ours), "no structured journal entry"
+    assert all(e.get("_UID") == vm.run("id -u vcalld").strip() for e in ours)
+
+
+def test_exposure_of_the_running_unit(vm: Testbed) -> None:
+    report = vm.run("systemd-analyze security vcalld.service --no-pager | tail -1")
+    exposure = float(re.search(r"exposure level for vcalld.service: ([\d.]+)", report)[1])  # type: ignore[index]
+    assert exposure <= 2.0, report
+
+
+def test_watchdog_is_fed_while_healthy_and_restarts_a_hung_daemon(vm: Testbed) -> None:
+    hung_pid = vm.unit_property("vcalld", "MainPID")
+    environment = vm.run(f"tr '\\0' '\\n' < /proc/{hung_pid}/environ")
+    watchdog = int(re.search(r"^WATCHDOG_USEC=(\d+)$", environment, re.M)[1]) / 1e6  # type: ignore[index]
+    time.sleep(watchdog * 1.2)
+    assert vm.unit_property("vcalld", "NRestarts") == "0"
+    vm.run(f"kill -STOP {hung_pid}")
+    until(lambda: vm.unit_property("vcalld", "MainPID") not in ("0", hung_pid), watchdog + 60)
+    assert vm.unit_property("vcalld", "NRestarts") == "1"
+    journal = vm.run("journalctl -u vcalld --no-pager")
+    assert "Watchdog timeout" in journal
+    until(lambda: in_call_with(vm, ["peer"]), timeout=90)
+
+
+def test_sigterm_leaves_the_call_and_the_peer_sees_it(vm: Testbed) -> None:
+    vm.run("systemctl stop vcalld", timeout=60)
+    assert vm.unit_property("vcalld", "Result") == "success"
+    # The room server relayed the leave before the process was gone: a leave, not a timeout.
+    left = journal_time(vm, "vcalld-room", r"kiosk \(\w+\) left room hall")
+    stopped = journal_time(vm, "vcalld", "Deactivated successfully")
+    assert left <= stopped
+    until(lambda: control(vm, "/state", PEER_SOCKET)["participants"] == [], timeout=10)
+
+
+def journal_time(vm: Testbed, unit: str, pattern: str) -> float:
+    """When `unit` last logged a line matching `pattern` (guest clock, seconds)."""
+    lines = vm.run(f"journalctl -u {unit} -o short-unix --no-pager").splitlines()
+    return float([line for line in lines if re.search(pattern, line)][-1].split()[0])
+
+
+def test_bad_config_exits_78_without_a_restart_loop(vm: Testbed) -> None:
+    restarts = int(vm.unit_property("vcalld", "NRestarts"))
+    vm.write("/etc/vcalld/vcalld.toml", KIOSK_CONFIG.replace("fps = 10", 'fps = "ten"'))
+    assert vm.status("systemctl start vcalld", timeout=60) != 0
+    time.sleep(5)  # longer than RestartSec
+    assert vm.unit_property("vcalld", "ExecMainStatus") == "78"
+    assert vm.unit_property("vcalld", "ActiveState") == "failed"
+    assert int(vm.unit_property("vcalld", "NRestarts")) == restarts
+    # journald may file the process's last stderr lines after systemd's own.
+    until(lambda: "vcalld.toml:11: video.fps" in vm.run("journalctl -u vcalld -n 20"), timeout=30)
+
+
+def test_upgrade_keeps_the_edited_conffile_and_restarts_the_service(
+    vm: Testbed, deb: Path, tmp_path: Path
+) -> None:
+    vm.write("/etc/vcalld/vcalld.toml", KIOSK_CONFIG)
+    vm.run("systemctl reset-failed vcalld && systemctl start vcalld", timeout=120)
+    before = vm.unit_property("vcalld", "MainPID")
+    upgrade = next_version(deb, tmp_path)
+    vm.install_deb(upgrade)
+    assert vm.run("dpkg-query -W -f '${Version}' vcalld") == "0.1.0+upgrade"
+    assert vm.run("cat /etc/vcalld/vcalld.toml") == KIOSK_CONFIG
+    assert vm.unit_property("vcalld", "MainPID") not in ("0", before)  # restarted by postinst
+    until(lambda: in_call_with(vm, ["peer"]), timeout=90)
+
+
+def test_purge_removes_user_state_and_files(vm: Testbed) -> None:
+    vm.run("apt-get purge -y vcalld", timeout=120)
+    assert vm.status("pgrep -f 'vcalld run --config /etc/vcalld'") != 0  # stopped, not orphaned
+    assert vm.status("getent passwd vcalld") != 0
+    assert vm.status("getent group vcalld") != 0
+    for path in ("/etc/vcalld", "/var/lib/vcalld", "/usr/lib/vcalld", "/usr/bin/vcalld"):
+        assert vm.status(f"test -e {path}") != 0, f"{path} left behind"
+    assert vm.unit_property("vcalld", "LoadState") == "not-found"
+
+
+def next_version(deb: Path, folder: Path) -> Path:
+    """The same package as version 0.1.0+upgrade, as the next release would be."""
+    tree = folder / "tree"
+    subprocess.run(["dpkg-deb", "-R", str(deb), str(tree)], check=True)
+    control = tree / "DEBIAN" / "control"
+    control.write_text(re.sub(r"(?m)^Version: .*$", "Version: 0.1.0+upgrade", control.read_text()))
+    upgraded = folder / "vcalld_0.1.0+upgrade_amd64.deb"
+    subprocess.run(["dpkg-deb", "-Zxz", "-b", str(tree), str(upgraded)], check=True)
+    shutil.rmtree(tree)
+    return upgraded

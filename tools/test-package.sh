@@ -1,0 +1,36 @@
+#!/bin/bash
+# The package tests (tests/package) for the given architectures (default: amd64): builds each
+# .deb, readies the test bed (the amd64 VM snapshot, the arm64/armhf install chroots; each is
+# kept in the test bed's cache once built), then runs pytest inside a network namespace that
+# has only `lo`. amd64 runs in the VM under systemd; arm64 and armhf in chroots under qemu-user.
+# Usage: PYTEST=.venv/bin/pytest tools/test-package.sh [amd64] [arm64] [armhf]
+set -euo pipefail
+
+root=$(cd "$(dirname "$0")/.." && pwd)
+cd "$root"
+testbed=tools/testbed/testbed.sh
+chroots=${TESTBED_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/vcalld-testbed}/arm
+arches=("${@:-amd64}")
+tests=()
+
+"$testbed" deps >/dev/null
+for arch in "${arches[@]}"; do
+    tools/deb.sh "$arch"
+    case $arch in
+        amd64)
+            "$testbed" prepare
+            tests+=(tests/package/test_vm.py)
+            ;;
+        arm64 | armhf)
+            [[ -d $chroots/$arch ]] || "$testbed" arm-build "$arch"
+            # A kiosk image carries the package's dependencies; the test installs it offline.
+            depends=$(dpkg-deb -f dist/vcalld_*_"$arch".deb Depends)
+            "$testbed" arm-run "$arch" \
+                "apt-get satisfy -y -qq --no-install-recommends '$depends' >/dev/null"
+            tests+=("tests/package/test_arm.py::test_installs_checks_its_config_and_carries_a_call[$arch]")
+            ;;
+        *) echo "tools/test-package.sh: no test bed for $arch" >&2; exit 2 ;;
+    esac
+done
+
+exec unshare --net sh -c 'ip link set lo up && exec "$@"' sh "${PYTEST:?}" -m package "${tests[@]}"
