@@ -10,7 +10,7 @@ from pathlib import Path
 
 from vcalld import __version__
 from vcalld.config import DEFAULT_PATH, EX_CONFIG, ConfigError, VcalldConfig, load_config, summary
-from vcalld.demo import run_demo
+from vcalld.demo import DEFAULT_FPS, DEFAULT_SIZE, run_demo
 from vcalld.logs import setup_logging
 from vcalld.room.server import RoomServer
 from vcalld.service import run_service
@@ -34,6 +34,10 @@ def vcalld_main(argv: list[str] | None = None) -> int:
     demo.add_argument("--room", default="demo")
     demo.add_argument("--with-peer", action="store_true", help="add a second test device")
     demo.add_argument("--duration", type=float, help="stop after this many seconds")
+    demo.add_argument(
+        "--size", type=_video_size, default=DEFAULT_SIZE, metavar="WxH", help="video size"
+    )
+    demo.add_argument("--fps", type=int, default=DEFAULT_FPS, help="video frame rate")
     args = parser.parse_args(argv)
 
     if args.action == "check-config":
@@ -51,8 +55,25 @@ def vcalld_main(argv: list[str] | None = None) -> int:
     if args.action == "room-server":
         return _run_room_server(args)
     setup_logging(VcalldConfig.model_validate({}).logging)
-    flowed = asyncio.run(run_demo(args.host, args.port, args.room, args.with_peer, args.duration))
+    flowed = asyncio.run(
+        run_demo(
+            args.host,
+            args.port,
+            args.room,
+            args.with_peer,
+            args.duration,
+            size=args.size,
+            fps=args.fps,
+        )
+    )
     return 0 if flowed else 1
+
+
+def _video_size(text: str) -> tuple[int, int]:
+    width, _, height = text.partition("x")
+    if not (width.isdigit() and height.isdigit()):
+        raise argparse.ArgumentTypeError(f"expected WIDTHxHEIGHT, e.g. 320x240, got {text!r}")
+    return int(width), int(height)
 
 
 def _load_or_report(path: Path, starting: bool) -> VcalldConfig | None:

@@ -20,12 +20,20 @@ from vcalld.service import serve
 
 log = logging.getLogger(__name__)
 STATUS_PERIOD_SECONDS = 2.0
-
-
 PEER_TONE_HZ = 660.0
+DEFAULT_SIZE = (640, 480)
+DEFAULT_FPS = 30
 
 
-def demo_config(port: int, room: str, device_id: str, control_dir: Path) -> VcalldConfig:
+def demo_config(
+    port: int,
+    room: str,
+    device_id: str,
+    control_dir: Path,
+    *,
+    size: tuple[int, int] = DEFAULT_SIZE,
+    fps: int = DEFAULT_FPS,
+) -> VcalldConfig:
     """The embedded default: loopback room server, test pattern and tone, no MQTT."""
     # Loopback as well as the LAN addresses, so a browser on this machine or the LAN can join.
     addresses = [*aioice.ice.get_host_addresses(use_ipv4=True, use_ipv6=False), "127.0.0.1"]
@@ -37,20 +45,33 @@ def demo_config(port: int, room: str, device_id: str, control_dir: Path) -> Vcal
                 "room": room,
                 "ice_host_addresses": sorted(set(addresses)),
             },
+            "video": {"width": size[0], "height": size[1], "fps": fps},
             "control": {"socket": str(control_dir / f"{device_id}.sock")},
         }
     )
 
 
 async def run_demo(
-    host: str, port: int, room: str, with_peer: bool, duration: float | None
+    host: str,
+    port: int,
+    room: str,
+    with_peer: bool,
+    duration: float | None,
+    *,
+    size: tuple[int, int] = DEFAULT_SIZE,
+    fps: int = DEFAULT_FPS,
 ) -> bool:
-    """Run until Ctrl-C or `duration`; with a peer, True only if its media really arrived."""
+    """Run until Ctrl-C or `duration`; with a peer, True only if its media really arrived.
+    A smaller `size` and `fps` let two daemons share a slow board (or an emulated one)."""
     server = RoomServer(RoomServerConfig(host=host, port=port))
     await server.start()
     with tempfile.TemporaryDirectory(prefix="vcalld-demo-") as control_dir:
-        main = Daemon(demo_config(server.port, room, "demo-kiosk", Path(control_dir)))
-        peer_config = demo_config(server.port, room, "demo-peer", Path(control_dir))
+        main = Daemon(
+            demo_config(server.port, room, "demo-kiosk", Path(control_dir), size=size, fps=fps)
+        )
+        peer_config = demo_config(
+            server.port, room, "demo-peer", Path(control_dir), size=size, fps=fps
+        )
         peer_config.control.enabled = False
         peer_config.audio.tone_frequency_hz = PEER_TONE_HZ
         peer = Daemon(peer_config) if with_peer else None
