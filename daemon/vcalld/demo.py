@@ -130,6 +130,7 @@ def _status_line(daemon: Daemon) -> str:
         parts.append(
             f"{participant.name} ({participant.connection}): "
             f"{video.get('width', 0)}x{video.get('height', 0)} {video.get('fps', 0)} fps, "
-            f"tone {audio.get('frequency_hz')} Hz {audio.get('level_dbfs')} dBFS"
+            f"tone {audio.get('frequency_hz')} Hz {audio.get('level_dbfs')} dBFS, "
+            f"{round(100 * (audio.get('coverage') or 0))}% arrived"
         )
     return " | ".join(parts)

@@ -76,11 +76,21 @@ class VideoStats:
 
 @dataclass
 class AudioStats:
+    """Level and pitch of what arrived, with each frame placed at its timestamp.
+
+    Frames lost on the network or skipped by a starved sender leave silent gaps rather than
+    being spliced together: splicing shortens the waveform and reads as a higher pitch
+    (under qemu-user a 660 Hz tone read as 664-672 Hz).
+    """
+
     frames: int = 0
     samples: int = 0
     sample_rate: int = 0
     first_frame_at: float | None = None
-    recent: deque[np.ndarray[Any, Any]] = field(default_factory=lambda: deque(maxlen=64))
+    recent: deque[tuple[int, np.ndarray[Any, Any]]] = field(
+        default_factory=lambda: deque(maxlen=64)
+    )
+    _next_start: int = field(default=0, init=False, repr=False)
 
     def add(self, frame: AudioFrame) -> None:
         self.frames += 1
@@ -89,31 +99,63 @@ class AudioStats:
         self.first_frame_at = self.first_frame_at or time.monotonic()
         channels = len(frame.layout.channels)
         mono = frame.to_ndarray().reshape(-1, channels).mean(axis=1)
-        self.recent.append(mono)
+        start = self._next_start if frame.pts is None else _sample_index(frame)
+        self.recent.append((start, mono))
+        self._next_start = start + len(mono)
 
-    def analysis(self) -> tuple[float | None, float | None]:
-        """(level in dBFS, dominant frequency in Hz) over the last half second."""
+    def analysis(self) -> tuple[float | None, float | None, float | None]:
+        """(level in dBFS, dominant frequency in Hz, share of the timeline that arrived) over
+        the last half second."""
         if not self.recent or not self.sample_rate:
-            return None, None
+            return None, None, None
         wanted = int(self.sample_rate * ANALYSIS_SECONDS)
-        signal = np.concatenate(list(self.recent))[-wanted:] / 32768.0
-        rms = float(np.sqrt(np.mean(signal**2)))
+        timeline = np.zeros(wanted)
+        covered = np.zeros(wanted, dtype=bool)
+        end = self._next_start
+        for start, samples in self.recent:
+            offset = _wrapped_distance(start, end) + wanted
+            first, last = max(offset, 0), min(offset + len(samples), wanted)
+            if first < last:
+                timeline[first:last] = samples[first - offset : last - offset] / 32768.0
+                covered[first:last] = True
+        if not covered.any():
+            return None, None, 0.0
+        coverage = round(float(covered.mean()), 3)
+        rms = float(np.sqrt(np.mean(timeline[covered] ** 2)))
         if rms < 1e-5:
-            return -100.0, None
-        spectrum = np.abs(np.fft.rfft(signal * np.hanning(len(signal))))
+            return -100.0, None, coverage
+        spectrum = np.abs(np.fft.rfft(timeline * np.hanning(wanted)))
         peak = int(np.argmax(spectrum[1:])) + 1
-        return round(20 * np.log10(rms), 1), round(peak * self.sample_rate / len(signal), 1)
+        return round(20 * np.log10(rms), 1), round(peak * self.sample_rate / wanted, 1), coverage
 
     def snapshot(self) -> dict[str, Any]:
-        level, frequency = self.analysis()
+        level, frequency, coverage = self.analysis()
         return {
             "frames": self.frames,
             "samples": self.samples,
             "sample_rate": self.sample_rate,
             "level_dbfs": level,
             "frequency_hz": frequency,
+            "coverage": coverage,
             "first_frame_at": self.first_frame_at,
         }
+
+
+RTP_TIMESTAMP_MODULUS = 1 << 32
+
+
+def _sample_index(frame: AudioFrame) -> int:
+    """The frame's start in samples; received frames carry the 32-bit RTP timestamp."""
+    assert frame.pts is not None
+    if frame.time_base is None:
+        return frame.pts
+    return round(frame.pts * frame.time_base * frame.sample_rate)
+
+
+def _wrapped_distance(start: int, end: int) -> int:
+    """start - end, across a wrap of the RTP timestamp if there was one."""
+    half = RTP_TIMESTAMP_MODULUS // 2
+    return (start - end + half) % RTP_TIMESTAMP_MODULUS - half
 
 
 @dataclass
