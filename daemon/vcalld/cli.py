@@ -1,4 +1,4 @@
-"""The `vcalld` command: run, check-config, room-server, demo."""
+"""The `vcalld` command: run, check-config, devices, room-server, demo."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from vcalld import __version__
 from vcalld.config import DEFAULT_PATH, EX_CONFIG, ConfigError, VcalldConfig, load_config, summary
 from vcalld.demo import DEFAULT_FPS, DEFAULT_SIZE, run_demo
 from vcalld.logs import setup_logging
+from vcalld.media.alsa.devices import describe, list_audio_devices
 from vcalld.room.server import RoomServer
 from vcalld.service import run_service
 
@@ -24,6 +25,7 @@ def vcalld_main(argv: list[str] | None = None) -> int:
     run.add_argument("--config", type=Path, default=DEFAULT_PATH)
     check = commands.add_parser("check-config", help="validate a config file; exit 78 if bad")
     check.add_argument("file", type=Path, nargs="?", default=DEFAULT_PATH)
+    commands.add_parser("devices", help="list the sound cards and PCMs this machine offers")
     room = commands.add_parser("room-server", help="serve rooms and the browser client")
     room.add_argument("--config", type=Path, default=None)
     room.add_argument("--host")
@@ -51,6 +53,9 @@ def vcalld_main(argv: list[str] | None = None) -> int:
         if config is None:
             return EX_CONFIG
         asyncio.run(run_service(args.config, config))
+        return 0
+    if args.action == "devices":
+        print(describe(list_audio_devices()))
         return 0
     if args.action == "room-server":
         return _run_room_server(args)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from collections.abc import Callable
 from contextlib import suppress
@@ -23,8 +24,10 @@ from vcalld.commands import (
 )
 from vcalld.config import VcalldConfig
 from vcalld.errors import ShuttingDownError, VcalldError
+from vcalld.media.fanout import split
 from vcalld.media.outgoing import OutgoingMedia
 from vcalld.media.sinks.base import Renderer, load_renderer
+from vcalld.media.sinks.speaker import Speaker
 from vcalld.state import CallState, DeviceState, Participant, StateStore
 
 log = logging.getLogger(__name__)
@@ -35,6 +38,11 @@ class Daemon:
         self.config = config
         self.outgoing = OutgoingMedia(config)
         self.renderer = renderer or load_renderer(config.display.renderer, config)
+        self.speaker = (
+            Speaker(config.speaker, functools.partial(self._problem_changed, "speaker_problem"))
+            if config.speaker.enabled
+            else None
+        )
         self.state = StateStore(
             DeviceState(
                 device_id=config.device.id,
@@ -57,9 +65,11 @@ class Daemon:
         restrict_host_addresses(self.config.call.ice_host_addresses)
         async with asyncio.TaskGroup() as tasks:
             self._tasks = tasks
+            runners = self.outgoing.runners(self._source_problem)
+            if self.speaker is not None:
+                runners["speaker"] = self.speaker.run()
             self._workers = [
-                tasks.create_task(runner, name=name)
-                for name, runner in self.outgoing.runners().items()
+                tasks.create_task(runner, name=name) for name, runner in runners.items()
             ]
             if self.config.call.auto_join:
                 await self.execute(JoinCommand())
@@ -80,6 +90,14 @@ class Daemon:
             if worker.done():
                 return f"media worker {worker.get_name()} stopped"
         return None
+
+    def media(self) -> dict[str, Any]:
+        """Per remote participant: what the renderer shows and what the speaker plays."""
+        media = self.renderer.snapshot()
+        if self.speaker is not None:
+            for participant_id, playing in self.speaker.snapshot().items():
+                media.setdefault(participant_id, {})["speaker"] = playing
+        return media
 
     async def call_stats(self) -> dict[str, Any]:
         """Per remote participant: what arrives (fps, size) and how the network carries it."""
@@ -173,4 +191,24 @@ class Daemon:
         self.renderer.forget(participant_id)
 
     async def remote_track(self, participant_id: str, track: MediaStreamTrack) -> None:
-        await self.renderer.render(participant_id, track)
+        if track.kind == "audio" and self.speaker is not None:
+            await split(
+                track,
+                functools.partial(self.renderer.render, participant_id),
+                functools.partial(self.speaker.play, participant_id),
+            )
+        else:
+            await self.renderer.render(participant_id, track)
+
+    def _source_problem(self, kind: str, problem: str | None) -> None:
+        self._problem_changed(f"{kind}_source_problem", problem)
+
+    def _problem_changed(self, field: str, problem: str | None) -> None:
+        """A device went missing or came back: logged, and published with the state."""
+        if problem == getattr(self.state.current, field):
+            return
+        if problem is None:
+            log.info("%s: resolved", field.replace("_", " "))
+        else:
+            log.warning("%s", problem)
+        self.state.update(**{field: problem})

@@ -36,6 +36,10 @@ class DeviceState(BaseModel):
     video_source: str | None = None
     audio_source: str | None = None
     last_error: str | None = None
+    # Why a source or the speaker cannot deliver ("microphone unavailable: …"); None when fine.
+    audio_source_problem: str | None = None
+    video_source_problem: str | None = None
+    speaker_problem: str | None = None
     # The broker connection: "connected", or why not ("unreachable: ...", "refused: ...",
     # "lost: ..."); None without MQTT. Seen locally and in the journal while the fleet cannot.
     mqtt: str | None = None

@@ -119,6 +119,36 @@ class AudioConfig(Section):
     tone_frequency_hz: float = Field(
         default=440.0, ge=20, le=8000, description="Frequency of the `tone` source."
     )
+    device: str = Field(
+        default="default",
+        min_length=1,
+        description=(
+            "Capture device of the `alsa` source: an ALSA PCM name (`default`, "
+            "`plughw:CARD=Device,DEV=0`) or a card id as `vcalld devices` lists it."
+        ),
+    )
+    period_frames: int | None = Field(
+        default=None, ge=32, le=16384, description="ALSA period; 20 ms when unset."
+    )
+
+
+class SpeakerConfig(Section):
+    enabled: bool = Field(
+        default=False, description="Play the remote participants on an ALSA device."
+    )
+    device: str = Field(
+        default="default",
+        min_length=1,
+        description="ALSA PCM name or card id, as for `audio.device`.",
+    )
+    sample_rate: Literal[16000, 32000, 44100, 48000] = 48000
+    channels: Literal[1, 2] = 2
+    period_frames: int | None = Field(
+        default=None, ge=32, le=16384, description="ALSA period; 20 ms when unset."
+    )
+    volume: float = Field(
+        default=1.0, ge=0, le=4, description="Master volume (1 = as received; a limiter follows)."
+    )
 
 
 class DisplayConfig(Section):
@@ -237,6 +267,7 @@ class VcalldConfig(BaseSettings):
     video: VideoConfig = Field(default_factory=VideoConfig)
     audio: AudioConfig = Field(default_factory=AudioConfig)
     display: DisplayConfig = Field(default_factory=DisplayConfig)
+    speaker: SpeakerConfig = Field(default_factory=SpeakerConfig)
     mqtt: MqttConfig = Field(default_factory=MqttConfig)
     logging: LoggingConfig = Field(default_factory=LoggingConfig)
     room_server: RoomServerConfig = Field(default_factory=RoomServerConfig)

@@ -75,7 +75,7 @@ class LocalControl:
         return web.json_response(self._daemon.state.current.model_dump(mode="json"))
 
     async def _media(self, request: web.Request) -> web.Response:
-        return web.json_response(self._daemon.renderer.snapshot())
+        return web.json_response(self._daemon.media())
 
     async def _stats(self, request: web.Request) -> web.Response:
         return web.json_response(await self._daemon.call_stats())

@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
+from collections.abc import Callable, Coroutine
+from typing import Any
 
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from av.frame import Frame
+
+SPLIT_DEPTH = 10  # frames per consumer: 200 ms of audio
 
 
 class Fanout:
@@ -63,3 +67,25 @@ class FanoutTrack(MediaStreamTrack):
         super().stop()
         self._fanout.unsubscribe(self)
         self._ready.set()
+
+
+async def split(
+    track: MediaStreamTrack, *consumers: Callable[[MediaStreamTrack], Coroutine[Any, Any, None]]
+) -> None:
+    """Let several consumers read one track (the renderer and the speaker); each gets its own
+    bounded copy, so a slow one loses its oldest frames without holding back the others."""
+    fanout = Fanout(track.kind, depth=SPLIT_DEPTH)
+    branches = [fanout.subscribe() for _ in consumers]
+    async with asyncio.TaskGroup() as tasks:
+        for consume, branch in zip(consumers, branches, strict=True):
+            tasks.create_task(consume(branch), name=f"{track.kind}-consumer")
+        try:
+            while True:
+                frame = await track.recv()
+                assert isinstance(frame, Frame)
+                fanout.publish(frame)
+        except MediaStreamError:
+            pass
+        finally:
+            for branch in branches:
+                branch.stop()

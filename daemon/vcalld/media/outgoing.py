@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Coroutine
+import functools
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 import numpy as np
@@ -30,13 +31,20 @@ class OutgoingMedia:
         self.audio_muted = False
         self.video_muted = False
 
-    def runners(self) -> dict[str, Coroutine[Any, Any, None]]:
-        """The source loops, by task name, for the daemon to own."""
+    def runners(
+        self, report: Callable[[str, str | None], None]
+    ) -> dict[str, Coroutine[Any, Any, None]]:
+        """The source loops, by task name, for the daemon to own; `report(kind, problem)`
+        hears why a source cannot deliver."""
         runners = {}
         if self.video_source is not None:
-            runners["video-source"] = self.video_source.run(self._publish_video)
+            runners["video-source"] = self.video_source.run(
+                self._publish_video, functools.partial(report, "video")
+            )
         if self.audio_source is not None:
-            runners["audio-source"] = self.audio_source.run(self._publish_audio)
+            runners["audio-source"] = self.audio_source.run(
+                self._publish_audio, functools.partial(report, "audio")
+            )
         return runners
 
     def local_media(self) -> LocalMedia:

@@ -121,12 +121,10 @@ class AudioStats:
         if not covered.any():
             return None, None, 0.0
         coverage = round(float(covered.mean()), 3)
-        rms = float(np.sqrt(np.mean(timeline[covered] ** 2)))
-        if rms < 1e-5:
-            return -100.0, None, coverage
-        spectrum = np.abs(np.fft.rfft(timeline * np.hanning(wanted)))
-        peak = int(np.argmax(spectrum[1:])) + 1
-        return round(20 * np.log10(rms), 1), round(peak * self.sample_rate / wanted, 1), coverage
+        level = level_dbfs(timeline[covered])
+        if level <= SILENCE_DBFS:
+            return level, None, coverage
+        return level, dominant_frequency(timeline, self.sample_rate), coverage
 
     def snapshot(self) -> dict[str, Any]:
         level, frequency, coverage = self.analysis()
@@ -142,6 +140,20 @@ class AudioStats:
 
 
 RTP_TIMESTAMP_MODULUS = 1 << 32
+SILENCE_DBFS = -100.0
+
+
+def level_dbfs(signal: np.ndarray[Any, Any]) -> float:
+    """RMS level of samples in [-1, 1], floored at -100 dBFS (silence)."""
+    rms = float(np.sqrt(np.mean(signal**2))) if signal.size else 0.0
+    return round(max(20 * float(np.log10(max(rms, 1e-12))), SILENCE_DBFS), 1)
+
+
+def dominant_frequency(signal: np.ndarray[Any, Any], rate: int) -> float:
+    """The strongest frequency (Hz) in a mono signal; bins are rate/len wide."""
+    spectrum = np.abs(np.fft.rfft(signal * np.hanning(len(signal))))
+    peak = int(np.argmax(spectrum[1:])) + 1
+    return round(peak * rate / len(signal), 1)
 
 
 def _sample_index(frame: AudioFrame) -> int:

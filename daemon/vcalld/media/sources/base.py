@@ -11,14 +11,17 @@ from vcalld.config import AudioConfig, VideoConfig
 from vcalld.plugins import SOURCE_GROUP, load_plugin
 
 Publish = Callable[[Frame], None]
+# Why the source cannot deliver what it should ("microphone unavailable: …"), None once it can.
+ReportProblem = Callable[[str | None], None]
 
 
 class MediaSource(Protocol):
-    """Produces frames until cancelled; `publish` never blocks."""
+    """Produces frames until cancelled; `publish` never blocks. A source whose device is
+    missing keeps producing (silence, black) and reports why, so the outgoing track lives."""
 
     kind: str
 
-    async def run(self, publish: Publish) -> None: ...
+    async def run(self, publish: Publish, report: ReportProblem) -> None: ...
 
 
 class SourceFactory(Protocol):

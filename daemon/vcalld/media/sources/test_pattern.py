@@ -9,7 +9,7 @@ from av import VideoFrame
 from vcalld.config import AudioConfig, VideoConfig
 from vcalld.media.pacing import Pacer
 from vcalld.media.pattern import PatternPainter
-from vcalld.media.sources.base import Publish
+from vcalld.media.sources.base import Publish, ReportProblem
 
 VIDEO_CLOCK = 90000
 
@@ -23,7 +23,7 @@ class TestPatternSource:
         self._config = config
         self._painter = PatternPainter(config.width, config.height)
 
-    async def run(self, publish: Publish) -> None:
+    async def run(self, publish: Publish, report: ReportProblem) -> None:
         pacer = Pacer(self._config.fps)
         ticks_per_frame = VIDEO_CLOCK // self._config.fps
         while True:

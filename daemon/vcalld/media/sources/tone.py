@@ -9,7 +9,7 @@ from av import AudioFrame
 
 from vcalld.config import AudioConfig, VideoConfig
 from vcalld.media.pacing import Pacer
-from vcalld.media.sources.base import Publish
+from vcalld.media.sources.base import Publish, ReportProblem
 
 FRAME_SECONDS = Fraction(1, 50)
 AMPLITUDE = 0.3
@@ -23,7 +23,7 @@ class ToneSource:
             raise TypeError("tone is an audio source")
         self._config = config
 
-    async def run(self, publish: Publish) -> None:
+    async def run(self, publish: Publish, report: ReportProblem) -> None:
         rate = self._config.sample_rate
         channels = self._config.channels
         samples = int(rate * FRAME_SECONDS)

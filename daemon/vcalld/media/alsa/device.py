@@ -1,0 +1,79 @@
+"""A thread that keeps one ALSA device open: it reopens a device that is missing or gone, with
+backoff, and says why it cannot use it."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Callable
+from concurrent.futures import Future
+
+import alsaaudio
+
+from vcalld.backoff import backoff_seconds
+from vcalld.media.alsa.pcm import AudioDeviceError, Direction, PcmSpec, open_pcm
+
+RETRY_MIN_SECONDS = 0.5
+RETRY_MAX_SECONDS = 5.0
+JOIN_SECONDS = 2.0
+
+ReportProblem = Callable[[str | None], None]
+
+
+class DeviceThread:
+    """Subclasses move audio in `_stream` (until the device fails) and fill the time while it
+    is unavailable in `_idle`; this class owns opening, reopening and stopping. A blocked
+    read or write returns within a period, so stopping takes at most that long."""
+
+    role = "audio device"
+
+    def __init__(self, direction: Direction, spec: PcmSpec, report: ReportProblem) -> None:
+        self._direction = direction
+        self.spec = spec
+        self._report = report
+        self._stopping = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=f"alsa-{spec.device}", daemon=True)
+        self._finished: Future[None] = Future()
+
+    async def run(self) -> None:
+        """Run the thread until cancelled; a bug in it is raised here, not lost with it."""
+        self._thread.start()
+        try:
+            # Shielded: the thread settles the future itself, also after a cancellation.
+            await asyncio.shield(asyncio.wrap_future(self._finished))
+        finally:
+            self._stopping.set()
+            await asyncio.to_thread(self._thread.join, JOIN_SECONDS)
+
+    def _run(self) -> None:
+        try:
+            self._keep_open()
+        except BaseException as error:
+            self._finished.set_exception(error)
+        else:
+            self._finished.set_result(None)
+
+    def _keep_open(self) -> None:
+        attempt = 0
+        while not self._stopping.is_set():
+            try:
+                pcm = open_pcm(self._direction, self.spec)
+            except AudioDeviceError as error:
+                self._report(f"{self.role} unavailable: {error}")
+                self._idle(backoff_seconds(attempt, RETRY_MIN_SECONDS, RETRY_MAX_SECONDS))
+                attempt += 1
+                continue
+            attempt = 0
+            self._report(None)
+            try:
+                self._stream(pcm, self._stopping)
+            except alsaaudio.ALSAAudioError as error:
+                self._report(f"{self.role} lost: {error}")
+            finally:
+                pcm.close()
+
+    def _stream(self, pcm: alsaaudio.PCM, stopping: threading.Event) -> None:
+        raise NotImplementedError
+
+    def _idle(self, seconds: float) -> None:
+        self._stopping.wait(seconds)

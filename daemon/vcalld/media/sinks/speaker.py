@@ -1,0 +1,65 @@
+"""Remote participants' audio on an ALSA playback device, mixed into one stream."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
+from av import AudioFrame
+from av.audio.resampler import AudioResampler
+
+from vcalld.config.models import SpeakerConfig
+from vcalld.media.alsa.device import ReportProblem
+from vcalld.media.alsa.pcm import PcmSpec
+from vcalld.media.alsa.playback import AlsaPlayback
+from vcalld.media.handoff import LoopHandoff
+from vcalld.media.mixer import Mixer
+
+PREFILL_SECONDS = 0.04  # jitter a participant's FIFO absorbs before it plays
+CEILING_SECONDS = 0.2  # beyond this the FIFO is cut back: drift must not become latency
+
+
+class Speaker:
+    def __init__(self, config: SpeakerConfig, report: ReportProblem) -> None:
+        rate = config.sample_rate
+        self._spec = PcmSpec(
+            device=config.device,
+            rate=rate,
+            channels=config.channels,
+            period_frames=config.period_frames or rate // 50,
+        )
+        self._layout = "mono" if config.channels == 1 else "stereo"
+        self._mixer = Mixer(
+            rate,
+            config.channels,
+            prefill=int(rate * PREFILL_SECONDS),
+            ceiling=int(rate * CEILING_SECONDS),
+        )
+        self._mixer.master_volume = config.volume
+        self._report = report
+
+    async def run(self) -> None:
+        """Keep the device playing until cancelled."""
+        problems: LoopHandoff[str | None] = LoopHandoff(
+            asyncio.get_running_loop(), self._report, depth=1
+        )
+        await AlsaPlayback(self._spec, self._mixer, problems.put).run()
+
+    async def play(self, participant_id: str, track: MediaStreamTrack) -> None:
+        """Feed one participant's audio track into the mix until it ends."""
+        resampler = AudioResampler(format="s16", layout=self._layout, rate=self._spec.rate)
+        try:
+            while True:
+                frame = await track.recv()
+                assert isinstance(frame, AudioFrame)
+                for resampled in resampler.resample(frame):
+                    self._mixer.push(participant_id, resampled.to_ndarray())
+        except MediaStreamError:
+            return
+        finally:
+            self._mixer.remove(participant_id)
+
+    def snapshot(self) -> dict[str, dict[str, Any]]:
+        """Per participant: queued audio, underruns, dropped drift, level, volume."""
+        return self._mixer.snapshot()

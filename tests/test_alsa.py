@@ -1,0 +1,205 @@
+"""Microphone and speaker through real libasound (its `file` PCMs on pipes, see soundcard.py):
+content, rate and channel count for every supported combination, the mix of several
+participants, and a missing microphone that is reported and comes back."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import os
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
+from contextlib import asynccontextmanager
+from fractions import Fraction
+
+import numpy as np
+import pytest
+from aiortc.mediastreams import MediaStreamTrack
+from av import AudioFrame
+from av.frame import Frame
+
+from tests.helpers import eventually, received, running
+from tests.soundcard import PipeSoundCard, tone
+from vcalld.config import AudioConfig, VcalldConfig
+from vcalld.config.models import SpeakerConfig
+from vcalld.media.sinks.speaker import Speaker
+from vcalld.media.sinks.stats import AudioStats, dominant_frequency, level_dbfs
+from vcalld.media.sources.alsa import AlsaSource
+from vcalld.room.server import RoomServer
+
+RATES = [16000, 32000, 44100, 48000]
+CHANNELS = [1, 2]
+TONE_LEVEL_DBFS = round(20 * np.log10(0.3 / np.sqrt(2)), 1)  # a sine at 0.3 of full scale
+
+
+@pytest.fixture(scope="session")
+def card(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PipeSoundCard]:
+    card = PipeSoundCard(tmp_path_factory.mktemp("soundcard"))
+    os.environ["ALSA_CONFIG_PATH"] = card.config_path  # libasound reads it at every open
+    yield card
+    card.close()
+
+
+@pytest.fixture
+def plugged(card: PipeSoundCard) -> Iterator[PipeSoundCard]:
+    card.plug("mic")
+    card.plug("speaker")
+    yield card
+    card.close()
+
+
+def analyse(interleaved: np.ndarray, rate: int, channels: int) -> list[tuple[float, float]]:
+    """(frequency, level) of each channel over the last half second."""
+    frames = interleaved.reshape(-1, channels)[-rate // 2 :] / 32768.0
+    return [
+        (dominant_frequency(frames[:, c], rate), level_dbfs(frames[:, c])) for c in range(channels)
+    ]
+
+
+def add_audio(stats: AudioStats, frame: Frame) -> None:
+    assert isinstance(frame, AudioFrame)
+    stats.add(frame)
+
+
+class ToneTrack(MediaStreamTrack):
+    """What aiortc's Opus decoder hands over: 20 ms of 48 kHz stereo s16, in real time."""
+
+    kind = "audio"
+
+    def __init__(self, frequency: float, amplitude: float = 0.3) -> None:
+        super().__init__()
+        self._samples = tone(frequency, 48000, 2, 1.0, amplitude)
+        self._index = 0
+        self._start: float | None = None
+
+    async def recv(self) -> AudioFrame:
+        loop = asyncio.get_running_loop()
+        self._start = self._start or loop.time()
+        await asyncio.sleep(max(0.0, self._start + self._index * 0.02 - loop.time()))
+        offset = (self._index % 50) * 1920
+        frame = AudioFrame.from_ndarray(
+            self._samples[offset : offset + 1920].reshape(1, -1), format="s16", layout="stereo"
+        )
+        frame.sample_rate, frame.pts, frame.time_base = 48000, self._index * 960, Fraction(1, 48000)
+        self._index += 1
+        return frame
+
+
+@pytest.mark.parametrize("channels", CHANNELS)
+@pytest.mark.parametrize("rate", RATES)
+async def test_microphone_frames_carry_the_signal_at_the_configured_format(
+    plugged: PipeSoundCard, rate: int, channels: int
+) -> None:
+    config = {"source": "alsa", "device": plugged.MIC, "sample_rate": rate, "channels": channels}
+    source = AlsaSource(AudioConfig.model_validate(config))
+    stats, problems, layouts = AudioStats(), list[str | None](), set[str]()
+
+    def publish(frame: Frame) -> None:
+        assert isinstance(frame, AudioFrame)
+        layouts.add(frame.layout.name)
+        stats.add(frame)
+
+    with plugged.feeding(tone(1000, rate, channels, 1.0), rate, channels):
+        task = asyncio.create_task(source.run(publish, problems.append))
+        await asyncio.sleep(1.0)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+    snapshot = stats.snapshot()
+    assert snapshot["sample_rate"] == rate
+    assert layouts == {"mono" if channels == 1 else "stereo"}
+    assert snapshot["frequency_hz"] == pytest.approx(1000, abs=2)
+    assert snapshot["level_dbfs"] == pytest.approx(TONE_LEVEL_DBFS, abs=1)
+    assert snapshot["coverage"] == 1.0  # frames follow each other without gaps
+    assert problems == [None]
+
+
+@pytest.mark.parametrize("channels", CHANNELS)
+@pytest.mark.parametrize("rate", RATES)
+async def test_speaker_plays_a_participant_at_the_device_format(
+    plugged: PipeSoundCard, rate: int, channels: int
+) -> None:
+    config = {"enabled": True, "device": plugged.SPEAKER, "sample_rate": rate, "channels": channels}
+    speaker = Speaker(SpeakerConfig.model_validate(config), lambda problem: None)
+    async with playing(speaker, {"alice": ToneTrack(660)}):
+        played = await asyncio.to_thread(plugged.record, rate, channels, 1.2)
+    for frequency, level in analyse(played, rate, channels):
+        assert frequency == pytest.approx(660, abs=2)
+        assert level == pytest.approx(TONE_LEVEL_DBFS, abs=1.5)
+
+
+async def test_speaker_mixes_participants_and_never_clips(plugged: PipeSoundCard) -> None:
+    speaker = Speaker(SpeakerConfig(enabled=True, device=plugged.SPEAKER), lambda problem: None)
+    loud = {"alice": ToneTrack(440, amplitude=0.9), "bob": ToneTrack(1000, amplitude=0.9)}
+    async with playing(speaker, loud):
+        played = await asyncio.to_thread(plugged.record, 48000, 2, 1.5)
+        mixed = speaker.snapshot()
+    left = played.reshape(-1, 2)[-24000:, 0] / 32768.0
+    spectrum = np.abs(np.fft.rfft(left * np.hanning(len(left))))
+    bins = {frequency: spectrum[int(frequency / 2)] for frequency in (440, 1000)}
+    assert min(bins.values()) > 0.5 * spectrum.max(), bins  # both voices, equally loud
+    assert np.abs(played).max() <= 0.98 * 32767 + 1  # the limiter held the 1.8x sum
+    assert set(mixed) == {"alice", "bob"}
+    assert all(entry["level_dbfs"] > -10 for entry in mixed.values()), mixed
+
+
+async def test_missing_microphone_sends_silence_says_why_and_recovers(
+    card: PipeSoundCard,
+) -> None:
+    card.unplug("mic")
+    source = AlsaSource(AudioConfig(source="alsa", device=card.MIC, sample_rate=48000))
+    stats, problems = AudioStats(), list[str | None]()
+    task = asyncio.create_task(source.run(functools.partial(add_audio, stats), problems.append))
+    try:
+        await eventually(lambda: problems and problems[-1], 5)
+        assert str(problems[-1]).startswith(f"microphone unavailable: {card.MIC}:"), problems
+        await eventually(lambda: stats.frames >= 10, 5)
+        assert stats.snapshot()["level_dbfs"] == -100.0  # silence keeps the track alive
+        card.plug("mic")
+        with card.feeding(tone(1000, 48000, 1, 1.0), 48000, 1):
+            await eventually(lambda: problems[-1] is None, 10)
+            await eventually(lambda: stats.snapshot()["frequency_hz"] == 1000, 5)
+    finally:
+        task.cancel()
+        card.close()
+
+
+async def test_call_from_one_devices_microphone_to_the_others_speaker(
+    plugged: PipeSoundCard,
+    room_server: RoomServer,
+    daemon_config: Callable[..., VcalldConfig],
+) -> None:
+    talker = daemon_config(
+        room_server, "dev-a", audio={"source": "alsa", "device": plugged.MIC, "sample_rate": 16000}
+    )
+    listener = daemon_config(
+        room_server, "dev-b", speaker={"enabled": True, "device": plugged.SPEAKER}
+    )
+    with plugged.feeding(tone(523, 16000, 1, 1.0), 16000, 1):
+        async with running(talker) as a, running(listener) as b:
+            # The renderer still measures the audio the speaker plays.
+            await eventually(lambda: received(b, "dev-a").get("audio", {}).get("frequency_hz"), 20)
+            played = await asyncio.to_thread(plugged.record, 48000, 2, 1.5)
+            media = b.media()
+            assert a.state.current.audio_source_problem is None
+            assert b.state.current.speaker_problem is None
+    for frequency, level in analyse(played, 48000, 2):
+        assert frequency == pytest.approx(523, abs=2)
+        assert level > -30
+    (entry,) = media.values()
+    assert entry["audio"]["frequency_hz"] == pytest.approx(523, abs=2)
+    assert entry["speaker"]["level_dbfs"] > -30  # and the speaker plays it
+
+
+@asynccontextmanager
+async def playing(speaker: Speaker, tracks: Mapping[str, MediaStreamTrack]) -> AsyncIterator[None]:
+    """Run `speaker` with `tracks` (participant id → track) for the length of a block."""
+    tasks = [asyncio.create_task(speaker.run())] + [
+        asyncio.create_task(speaker.play(participant_id, track))
+        for participant_id, track in tracks.items()
+    ]
+    try:
+        yield
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
