@@ -14,6 +14,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -41,7 +42,9 @@ pcm.vcalld_test_speaker {{
 """
 
 
-def tone(frequency: float, rate: int, channels: int, seconds: float, amplitude: float = 0.3):  # type: ignore[no-untyped-def]
+def tone(
+    frequency: float, rate: int, channels: int, seconds: float, amplitude: float = 0.3
+) -> np.ndarray[Any, np.dtype[np.int16]]:
     """Interleaved s16 samples of a sine, the same on every channel."""
     t = np.arange(int(rate * seconds)) / rate
     wave = (amplitude * 32767 * np.sin(2 * np.pi * frequency * t)).astype(np.int16)

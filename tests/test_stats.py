@@ -8,18 +8,19 @@ import numpy as np
 import pytest
 from av import AudioFrame
 
+from tests.soundcard import tone
 from vcalld.media.sinks.stats import AudioStats
 
 RATE = 48000
 FRAME_SAMPLES = 960
 TONE_HZ = 660.0
+TONE = tone(TONE_HZ, RATE, 1, seconds=2.0)  # 100 frames: every test stays within it
 
 
 def tone_frame(index: int, pts: int | None) -> AudioFrame:
     """Frame `index` of a continuous 660 Hz tone, stamped with `pts`."""
     start = index * FRAME_SAMPLES
-    phase = 2 * np.pi * TONE_HZ / RATE * np.arange(start, start + FRAME_SAMPLES)
-    wave = (0.3 * 32767 * np.sin(phase)).astype(np.int16).reshape(1, -1)
+    wave = TONE[start : start + FRAME_SAMPLES].reshape(1, -1)
     frame = AudioFrame.from_ndarray(wave, format="s16", layout="mono")
     frame.sample_rate = RATE
     frame.pts = pts

@@ -11,8 +11,9 @@ import alsaaudio
 import numpy as np
 from av import AudioFrame
 
-from vcalld.media.alsa.device import DeviceThread, ReportProblem
+from vcalld.media.alsa.device import DeviceThread
 from vcalld.media.alsa.pcm import Direction, PcmSpec
+from vcalld.media.sources.base import ReportProblem
 
 
 class AlsaCapture(DeviceThread):
@@ -26,6 +27,7 @@ class AlsaCapture(DeviceThread):
     ) -> None:
         super().__init__(Direction.CAPTURE, spec, report)
         self._emit = emit
+        self._layout = "mono" if spec.channels == 1 else "stereo"
         self._position = 0
         self.overruns = 0
 
@@ -45,8 +47,9 @@ class AlsaCapture(DeviceThread):
             self._send(silence)
 
     def _send(self, interleaved: np.ndarray) -> None:
-        layout = "mono" if self.spec.channels == 1 else "stereo"
-        frame = AudioFrame.from_ndarray(interleaved.reshape(1, -1), format="s16", layout=layout)
+        frame = AudioFrame.from_ndarray(
+            interleaved.reshape(1, -1), format="s16", layout=self._layout
+        )
         frame.sample_rate = self.spec.rate
         frame.pts = self._position
         frame.time_base = Fraction(1, self.spec.rate)

@@ -5,19 +5,18 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Callable
 from concurrent.futures import Future
 
 import alsaaudio
 
 from vcalld.backoff import backoff_seconds
 from vcalld.media.alsa.pcm import AudioDeviceError, Direction, PcmSpec, open_pcm
+from vcalld.media.handoff import LoopHandoff
+from vcalld.media.sources.base import ReportProblem
 
 RETRY_MIN_SECONDS = 0.5
 RETRY_MAX_SECONDS = 5.0
 JOIN_SECONDS = 2.0
-
-ReportProblem = Callable[[str | None], None]
 
 
 class DeviceThread:
@@ -28,15 +27,19 @@ class DeviceThread:
     role = "audio device"
 
     def __init__(self, direction: Direction, spec: PcmSpec, report: ReportProblem) -> None:
+        """`report` is called on the event loop, with the latest problem only."""
         self._direction = direction
         self.spec = spec
-        self._report = report
+        self._report_on_loop = report
+        self._problems: LoopHandoff[str | None] | None = None
         self._stopping = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"alsa-{spec.device}", daemon=True)
         self._finished: Future[None] = Future()
 
     async def run(self) -> None:
         """Run the thread until cancelled; a bug in it is raised here, not lost with it."""
+        loop = asyncio.get_running_loop()
+        self._problems = LoopHandoff(loop, self._report_on_loop, depth=1)
         self._thread.start()
         try:
             # Shielded: the thread settles the future itself, also after a cancellation.
@@ -71,6 +74,10 @@ class DeviceThread:
                 self._report(f"{self.role} lost: {error}")
             finally:
                 pcm.close()
+
+    def _report(self, problem: str | None) -> None:
+        assert self._problems is not None
+        self._problems.put(problem)
 
     def _stream(self, pcm: alsaaudio.PCM, stopping: threading.Event) -> None:
         raise NotImplementedError

@@ -26,6 +26,11 @@ class PcmSpec:
     channels: int
     period_frames: int
 
+    @classmethod
+    def of(cls, device: str, rate: int, channels: int, period_frames: int | None) -> PcmSpec:
+        """The spec for a config section; the period defaults to 20 ms, the call's frame."""
+        return cls(device, rate, channels, period_frames or rate // 50)
+
     @property
     def period_seconds(self) -> float:
         return self.period_frames / self.rate

@@ -8,9 +8,10 @@ import threading
 
 import alsaaudio
 
-from vcalld.media.alsa.device import DeviceThread, ReportProblem
+from vcalld.media.alsa.device import DeviceThread
 from vcalld.media.alsa.pcm import Direction, PcmSpec
 from vcalld.media.mixer import Mixer
+from vcalld.media.sources.base import ReportProblem
 
 log = logging.getLogger(__name__)
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
@@ -10,11 +9,10 @@ from av import AudioFrame
 from av.audio.resampler import AudioResampler
 
 from vcalld.config.models import SpeakerConfig
-from vcalld.media.alsa.device import ReportProblem
 from vcalld.media.alsa.pcm import PcmSpec
 from vcalld.media.alsa.playback import AlsaPlayback
-from vcalld.media.handoff import LoopHandoff
 from vcalld.media.mixer import Mixer
+from vcalld.media.sources.base import ReportProblem
 
 PREFILL_SECONDS = 0.04  # jitter a participant's FIFO absorbs before it plays
 CEILING_SECONDS = 0.2  # beyond this the FIFO is cut back: drift must not become latency
@@ -23,12 +21,7 @@ CEILING_SECONDS = 0.2  # beyond this the FIFO is cut back: drift must not become
 class Speaker:
     def __init__(self, config: SpeakerConfig, report: ReportProblem) -> None:
         rate = config.sample_rate
-        self._spec = PcmSpec(
-            device=config.device,
-            rate=rate,
-            channels=config.channels,
-            period_frames=config.period_frames or rate // 50,
-        )
+        self._spec = PcmSpec.of(config.device, rate, config.channels, config.period_frames)
         self._layout = "mono" if config.channels == 1 else "stereo"
         self._mixer = Mixer(
             rate,
@@ -41,10 +34,7 @@ class Speaker:
 
     async def run(self) -> None:
         """Keep the device playing until cancelled."""
-        problems: LoopHandoff[str | None] = LoopHandoff(
-            asyncio.get_running_loop(), self._report, depth=1
-        )
-        await AlsaPlayback(self._spec, self._mixer, problems.put).run()
+        await AlsaPlayback(self._spec, self._mixer, self._report).run()
 
     async def play(self, participant_id: str, track: MediaStreamTrack) -> None:
         """Feed one participant's audio track into the mix until it ends."""

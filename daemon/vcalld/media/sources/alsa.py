@@ -19,15 +19,10 @@ class AlsaSource:
     def __init__(self, config: VideoConfig | AudioConfig) -> None:
         if not isinstance(config, AudioConfig):
             raise TypeError("alsa is an audio source")
-        self._spec = PcmSpec(
-            device=config.device,
-            rate=config.sample_rate,
-            channels=config.channels,
-            period_frames=config.period_frames or config.sample_rate // 50,
+        self._spec = PcmSpec.of(
+            config.device, config.sample_rate, config.channels, config.period_frames
         )
 
     async def run(self, publish: Publish, report: ReportProblem) -> None:
-        loop = asyncio.get_running_loop()
-        frames = LoopHandoff(loop, publish, CAPTURE_SLOTS)
-        problems: LoopHandoff[str | None] = LoopHandoff(loop, report, depth=1)  # latest wins
-        await AlsaCapture(self._spec, frames.put, problems.put).run()
+        frames = LoopHandoff(asyncio.get_running_loop(), publish, CAPTURE_SLOTS)
+        await AlsaCapture(self._spec, frames.put, report).run()
