@@ -5,10 +5,11 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
-# Build headers for pyalsaaudio and systemd-python; chromium and mosquitto are the real peers
-# the tests start; systemd brings systemd-analyze and systemd-sysusers for the unit's tests.
-APT_PACKAGES := python3-venv python3-dev gcc pkg-config libasound2-dev libsystemd-dev iproute2 \
-	util-linux chromium mosquitto systemd
+# Build headers for pyalsaaudio, systemd-python and the binding to WebRTC's audio processing;
+# chromium and mosquitto are the real peers the tests start, espeak-ng speaks in the echo
+# tests; systemd brings systemd-analyze and systemd-sysusers for the unit's tests.
+APT_PACKAGES := python3-venv python3-dev gcc g++ pkg-config libasound2-dev libsystemd-dev \
+	libwebrtc-audio-processing-dev iproute2 util-linux chromium mosquitto systemd espeak-ng
 DEMO_ARGS ?= --with-peer --duration 30
 PYTEST_ARGS ?=
 BENCH_ARGS ?=
@@ -27,7 +28,7 @@ define apt_install
 	fi
 endef
 
-.PHONY: demo test lint pytest test-package bench bench-mqtt deb clean
+.PHONY: demo test lint pytest test-package bench bench-audio bench-mqtt deb clean
 
 demo: $(VENV)/.installed
 	$(BIN)/vcalld demo $(DEMO_ARGS)
@@ -54,6 +55,9 @@ test-package: $(VENV)/.installed .stamp-deb-tools
 bench: $(VENV)/.installed
 	$(SUDO) unshare --net sh -c 'ip link set lo up && exec $(BIN)/python -m bench.join_and_cpu $(BENCH_ARGS)'
 
+bench-audio: $(VENV)/.installed
+	$(BIN)/python -m bench.audio_path $(BENCH_ARGS)
+
 bench-mqtt: $(VENV)/.installed
 	$(SUDO) unshare --net sh -c 'ip link set lo up && exec $(BIN)/python -m bench.mqtt_latency $(BENCH_ARGS)'
 
@@ -67,11 +71,11 @@ deb: .stamp-deb-tools
 	$(call apt_install,$(DEB_PACKAGES))
 	touch $@
 
-.stamp-apt:
+.stamp-apt: Makefile
 	$(call apt_install,$(APT_PACKAGES))
 	touch $@
 
-$(VENV)/.installed: .stamp-apt pyproject.toml
+$(VENV)/.installed: .stamp-apt pyproject.toml setup.py daemon/vcalld/media/voice/_webrtc_apm.cpp
 	[ -x $(BIN)/python ] || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -e '.[dev]'

@@ -3,16 +3,26 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+import os
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tests.mqtt import Mosquitto
+from tests.soundcard import PipeSoundCard
 from vcalld.config import VcalldConfig
 from vcalld.config.models import RoomServerConfig
 from vcalld.room.server import RoomServer
+
+
+@pytest.fixture(scope="session")
+def card(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PipeSoundCard]:
+    card = PipeSoundCard(tmp_path_factory.mktemp("soundcard"))
+    os.environ["ALSA_CONFIG_PATH"] = card.config_path  # libasound reads it at every open
+    yield card
+    card.close()
 
 
 @pytest.fixture

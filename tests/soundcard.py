@@ -7,16 +7,23 @@ reads and writes are paced as by hardware. Nothing of libasound or pyalsaaudio i
 
 from __future__ import annotations
 
+import asyncio
 import fcntl
 import os
 import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager, suppress
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
+from contextlib import asynccontextmanager, contextmanager, suppress
+from dataclasses import dataclass
+from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from aiortc.mediastreams import MediaStreamTrack
+from av import AudioFrame
+
+from vcalld.media.sinks.speaker import Speaker
 
 F_SETPIPE_SZ = 1031
 SPEAKER_PIPE_BYTES = 4096  # the smallest pipe: playback can run at most this far ahead
@@ -40,6 +47,45 @@ pcm.vcalld_test_speaker {{
     format "raw"
 }}
 """
+
+
+class PcmTrack(MediaStreamTrack):
+    """What aiortc's Opus decoder hands over: 20 ms of 48 kHz stereo s16 in real time, from
+    `samples` (interleaved stereo), looped or followed by silence."""
+
+    kind = "audio"
+
+    def __init__(self, samples: np.ndarray, loop: bool) -> None:
+        super().__init__()
+        self._samples, self._repeat = samples.astype(np.int16), loop
+        self._index = 0
+        self._start: float | None = None
+
+    async def recv(self) -> AudioFrame:
+        loop = asyncio.get_running_loop()
+        self._start = self._start or loop.time()
+        await asyncio.sleep(max(0.0, self._start + self._index * 0.02 - loop.time()))
+        offset = self._index * 1920
+        if self._repeat:
+            offset %= len(self._samples)
+        chunk = np.zeros(1920, np.int16)
+        part = self._samples[offset : offset + 1920]
+        chunk[: len(part)] = part
+        frame = AudioFrame.from_ndarray(chunk.reshape(1, -1), format="s16", layout="stereo")
+        frame.sample_rate, frame.pts, frame.time_base = 48000, self._index * 960, Fraction(1, 48000)
+        self._index += 1
+        return frame
+
+
+@dataclass(frozen=True)
+class Room:
+    """An echo path: the speaker heard by the microphone `delay` seconds later at `gain`."""
+
+    delay: float
+    gain: float
+
+    def delay_frames(self, rate: int) -> int:
+        return int(self.delay * rate)
 
 
 def tone(
@@ -83,33 +129,72 @@ class PipeSoundCard:
             self.unplug(name)
 
     @contextmanager
-    def feeding(self, samples: np.ndarray, rate: int, channels: int) -> Iterator[None]:
+    def feeding(
+        self, samples: np.ndarray, rate: int, channels: int, written_at: list[float] | None = None
+    ) -> Iterator[None]:
         """Play `samples` (looped) into the mic pipe in real time; a full pipe loses audio,
-        as a microphone does when nobody reads it."""
-        stop = threading.Event()
-        fd = self._pipes["mic"]
+        as a microphone does when nobody reads it. `written_at` gets each 20 ms chunk's time."""
         chunk = int(rate * MIC_CHUNK_SECONDS) * channels
         data = np.tile(samples, 2).astype("<i2")
 
-        def feed() -> None:
-            start, index = time.monotonic(), 0
-            while not stop.is_set():
-                offset = (index * chunk) % len(samples)
-                with suppress(BlockingIOError):  # the pipe is full: that audio is lost
-                    os.write(fd, data[offset : offset + chunk].tobytes())
-                index += 1
-                stop.wait(max(0.0, start + index * MIC_CHUNK_SECONDS - time.monotonic()))
+        def feed(index: int) -> None:
+            offset = (index * chunk) % len(samples)
+            self._to_mic(data[offset : offset + chunk])
+            if written_at is not None:
+                written_at.append(time.monotonic())
 
-        thread = threading.Thread(target=feed, daemon=True)
-        thread.start()
-        try:
+        with _paced(feed, MIC_CHUNK_SECONDS):
             yield
-        finally:
-            stop.set()
-            thread.join()
 
-    def record(self, rate: int, channels: int, seconds: float) -> np.ndarray:
-        """Drain the speaker pipe at `rate` for `seconds`: interleaved s16 of what was played."""
+    @contextmanager
+    def echoing(
+        self, rate: int, speaker_channels: int, room: Room, near: np.ndarray, near_at: float
+    ) -> Iterator[list[tuple[np.ndarray, np.ndarray]]]:
+        """The room around a hands-free device (speaker and mono mic both at `rate`): what
+        the speaker plays comes back into the mic through `room`, and a local talker says
+        `near` (floats, full scale 1.0) from `near_at` seconds on. Yields the list to which
+        each 20 ms written to the mic is appended, as its parts (echo, near)."""
+        chunk = int(rate * MIC_CHUNK_SECONDS)
+        chunk_bytes = chunk * speaker_channels * 2
+        speaker, played = self._pipes["speaker"], bytearray()
+        echo_line = np.zeros(room.delay_frames(rate) + chunk)
+        near_from = int(near_at / MIC_CHUNK_SECONDS)
+        written: list[tuple[np.ndarray, np.ndarray]] = []
+
+        def step(index: int) -> None:
+            nonlocal echo_line
+            with suppress(BlockingIOError):  # nothing was played: that is silence
+                played.extend(os.read(speaker, chunk_bytes - len(played)))
+            heard = np.zeros(chunk)
+            if len(played) == chunk_bytes:
+                frames = np.frombuffer(bytes(played), "<i2").reshape(-1, speaker_channels)
+                heard = frames.mean(axis=1) / 32768.0
+                played.clear()
+            echo_line = np.concatenate([echo_line[chunk:], heard * room.gain])
+            echo = echo_line[:chunk]
+            offset = (index - near_from) * chunk
+            talker = near[offset : offset + chunk] if 0 <= offset < len(near) else near[:0]
+            spoken = np.zeros(chunk)
+            spoken[: len(talker)] = talker
+            self._to_mic((np.clip(echo + spoken, -1, 1) * 32767).astype("<i2"))
+            written.append((echo, spoken))
+
+        with _paced(step, MIC_CHUNK_SECONDS):
+            yield written
+
+    def _to_mic(self, samples: np.ndarray) -> None:
+        with suppress(BlockingIOError):  # the pipe is full: that audio is lost
+            os.write(self._pipes["mic"], samples.tobytes())
+
+    def record(
+        self,
+        rate: int,
+        channels: int,
+        seconds: float,
+        read_at: list[tuple[float, int]] | None = None,
+    ) -> np.ndarray:
+        """Drain the speaker pipe at `rate` for `seconds`: interleaved s16 of what was played.
+        `read_at` gets (time, bytes received so far) after each read."""
         fd = self._pipes["speaker"]
         chunk = int(rate * TICK_SECONDS) * channels * 2
         received = bytearray()
@@ -117,6 +202,44 @@ class PipeSoundCard:
         for index in range(round(seconds / TICK_SECONDS)):
             with suppress(BlockingIOError):  # nothing was played: an underrun, recorded as such
                 received += os.read(fd, chunk)
+            if read_at is not None:
+                read_at.append((time.monotonic(), len(received)))
             time.sleep(max(0.0, start + (index + 1) * TICK_SECONDS - time.monotonic()))
         whole = len(received) // (2 * channels) * 2 * channels
         return np.frombuffer(bytes(received[:whole]), "<i2")
+
+
+@contextmanager
+def _paced(step: Callable[[int], None], period: float) -> Iterator[None]:
+    """Call `step(0)`, `step(1)`, … every `period` seconds in a thread, for a block."""
+    stop = threading.Event()
+
+    def run() -> None:
+        start, index = time.monotonic(), 0
+        while not stop.is_set():
+            step(index)
+            index += 1
+            stop.wait(max(0.0, start + index * period - time.monotonic()))
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
+
+
+@asynccontextmanager
+async def playing(speaker: Speaker, tracks: Mapping[str, MediaStreamTrack]) -> AsyncIterator[None]:
+    """Run `speaker` with `tracks` (participant id → track) for the length of a block."""
+    tasks = [asyncio.create_task(speaker.run())] + [
+        asyncio.create_task(speaker.play(participant_id, track))
+        for participant_id, track in tracks.items()
+    ]
+    try:
+        yield
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)

@@ -6,19 +6,15 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import os
-from collections.abc import AsyncIterator, Callable, Iterator, Mapping
-from contextlib import asynccontextmanager
-from fractions import Fraction
+from collections.abc import Callable, Iterator
 
 import numpy as np
 import pytest
-from aiortc.mediastreams import MediaStreamTrack
 from av import AudioFrame
 from av.frame import Frame
 
 from tests.helpers import eventually, received, running
-from tests.soundcard import PipeSoundCard, tone
+from tests.soundcard import PcmTrack, PipeSoundCard, playing, tone
 from vcalld.config import AudioConfig, VcalldConfig
 from vcalld.config.models import SpeakerConfig
 from vcalld.media.sinks.speaker import Speaker
@@ -29,14 +25,6 @@ from vcalld.room.server import RoomServer
 RATES = [16000, 32000, 44100, 48000]
 CHANNELS = [1, 2]
 TONE_LEVEL_DBFS = round(20 * np.log10(0.3 / np.sqrt(2)), 1)  # a sine at 0.3 of full scale
-
-
-@pytest.fixture(scope="session")
-def card(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PipeSoundCard]:
-    card = PipeSoundCard(tmp_path_factory.mktemp("soundcard"))
-    os.environ["ALSA_CONFIG_PATH"] = card.config_path  # libasound reads it at every open
-    yield card
-    card.close()
 
 
 @pytest.fixture
@@ -60,28 +48,8 @@ def add_audio(stats: AudioStats, frame: Frame) -> None:
     stats.add(frame)
 
 
-class ToneTrack(MediaStreamTrack):
-    """What aiortc's Opus decoder hands over: 20 ms of 48 kHz stereo s16, in real time."""
-
-    kind = "audio"
-
-    def __init__(self, frequency: float, amplitude: float = 0.3) -> None:
-        super().__init__()
-        self._samples = tone(frequency, 48000, 2, 1.0, amplitude)
-        self._index = 0
-        self._start: float | None = None
-
-    async def recv(self) -> AudioFrame:
-        loop = asyncio.get_running_loop()
-        self._start = self._start or loop.time()
-        await asyncio.sleep(max(0.0, self._start + self._index * 0.02 - loop.time()))
-        offset = (self._index % 50) * 1920
-        frame = AudioFrame.from_ndarray(
-            self._samples[offset : offset + 1920].reshape(1, -1), format="s16", layout="stereo"
-        )
-        frame.sample_rate, frame.pts, frame.time_base = 48000, self._index * 960, Fraction(1, 48000)
-        self._index += 1
-        return frame
+def tone_track(frequency: float, amplitude: float = 0.3) -> PcmTrack:
+    return PcmTrack(tone(frequency, 48000, 2, 1.0, amplitude), loop=True)
 
 
 @pytest.mark.parametrize("channels", CHANNELS)
@@ -120,7 +88,7 @@ async def test_speaker_plays_a_participant_at_the_device_format(
 ) -> None:
     config = {"enabled": True, "device": plugged.SPEAKER, "sample_rate": rate, "channels": channels}
     speaker = Speaker(SpeakerConfig.model_validate(config), lambda problem: None)
-    async with playing(speaker, {"alice": ToneTrack(660)}):
+    async with playing(speaker, {"alice": tone_track(660)}):
         played = await asyncio.to_thread(plugged.record, rate, channels, 1.2)
     for frequency, level in analyse(played, rate, channels):
         assert frequency == pytest.approx(660, abs=2)
@@ -129,7 +97,7 @@ async def test_speaker_plays_a_participant_at_the_device_format(
 
 async def test_speaker_mixes_participants_and_never_clips(plugged: PipeSoundCard) -> None:
     speaker = Speaker(SpeakerConfig(enabled=True, device=plugged.SPEAKER), lambda problem: None)
-    loud = {"alice": ToneTrack(440, amplitude=0.9), "bob": ToneTrack(1000, amplitude=0.9)}
+    loud = {"alice": tone_track(440, amplitude=0.9), "bob": tone_track(1000, amplitude=0.9)}
     async with playing(speaker, loud):
         played = await asyncio.to_thread(plugged.record, 48000, 2, 1.5)
         mixed = speaker.snapshot()
@@ -169,7 +137,10 @@ async def test_call_from_one_devices_microphone_to_the_others_speaker(
     daemon_config: Callable[..., VcalldConfig],
 ) -> None:
     talker = daemon_config(
-        room_server, "dev-a", audio={"source": "alsa", "device": plugged.MIC, "sample_rate": 16000}
+        room_server,
+        "dev-a",
+        audio={"source": "alsa", "device": plugged.MIC, "sample_rate": 16000},
+        voice={"noise_suppression": False},  # a steady tone is just what it would remove
     )
     listener = daemon_config(
         room_server, "dev-b", speaker={"enabled": True, "device": plugged.SPEAKER}
@@ -188,18 +159,3 @@ async def test_call_from_one_devices_microphone_to_the_others_speaker(
     (entry,) = media.values()
     assert entry["audio"]["frequency_hz"] == pytest.approx(523, abs=2)
     assert entry["speaker"]["level_dbfs"] > -30  # and the speaker plays it
-
-
-@asynccontextmanager
-async def playing(speaker: Speaker, tracks: Mapping[str, MediaStreamTrack]) -> AsyncIterator[None]:
-    """Run `speaker` with `tracks` (participant id → track) for the length of a block."""
-    tasks = [asyncio.create_task(speaker.run())] + [
-        asyncio.create_task(speaker.play(participant_id, track))
-        for participant_id, track in tracks.items()
-    ]
-    try:
-        yield
-    finally:
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)

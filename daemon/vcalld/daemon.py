@@ -28,6 +28,7 @@ from vcalld.media.fanout import split
 from vcalld.media.outgoing import OutgoingMedia
 from vcalld.media.sinks.base import Renderer, load_renderer
 from vcalld.media.sinks.speaker import Speaker
+from vcalld.media.voice.processor import process_microphone
 from vcalld.state import CallState, DeviceState, Participant, StateStore
 
 log = logging.getLogger(__name__)
@@ -38,8 +39,13 @@ class Daemon:
         self.config = config
         self.outgoing = OutgoingMedia(config)
         self.renderer = renderer or load_renderer(config.display.renderer, config)
+        self.voice = process_microphone(config, self.outgoing.audio_source)
         self.speaker = (
-            Speaker(config.speaker, functools.partial(self._problem_changed, "speaker_problem"))
+            Speaker(
+                config.speaker,
+                functools.partial(self._problem_changed, "speaker_problem"),
+                self.voice,
+            )
             if config.speaker.enabled
             else None
         )

@@ -151,6 +151,20 @@ class SpeakerConfig(Section):
     )
 
 
+class VoiceConfig(Section):
+    """Processing of a microphone source (`alsa`); other audio sources are sent as they are."""
+
+    echo_cancellation: bool = Field(
+        default=True,
+        description="Remove what the speaker plays from the microphone (needs `[speaker]`).",
+    )
+    noise_suppression: bool = Field(default=True, description="Suppress steady background noise.")
+    gain_control: bool = Field(
+        default=True, description="Adaptive digital gain towards a steady speech level."
+    )
+    high_pass_filter: bool = Field(default=True, description="Remove rumble and DC below 80 Hz.")
+
+
 class DisplayConfig(Section):
     renderer: RendererName = Field(
         default="stats", description="Entry point in `vcalld.renderers`."
@@ -268,6 +282,7 @@ class VcalldConfig(BaseSettings):
     audio: AudioConfig = Field(default_factory=AudioConfig)
     display: DisplayConfig = Field(default_factory=DisplayConfig)
     speaker: SpeakerConfig = Field(default_factory=SpeakerConfig)
+    voice: VoiceConfig = Field(default_factory=VoiceConfig)
     mqtt: MqttConfig = Field(default_factory=MqttConfig)
     logging: LoggingConfig = Field(default_factory=LoggingConfig)
     room_server: RoomServerConfig = Field(default_factory=RoomServerConfig)

@@ -13,11 +13,12 @@ Each participant has its own FIFO, which is what absorbs network jitter and cloc
 from __future__ import annotations
 
 import threading
-from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+
+from vcalld.media.fifo import SampleFifo
 
 FADE_SECONDS = 0.004
 CEILING = 0.98  # of full scale, after the limiter
@@ -29,30 +30,25 @@ Samples = np.ndarray[Any, np.dtype[np.float32]]
 
 @dataclass
 class ParticipantStream:
+    channels: int
     volume: float = 1.0
-    chunks: deque[Samples] = field(default_factory=deque)
-    queued: int = 0
+    fifo: SampleFifo = field(default_factory=SampleFifo)
     playing: bool = False
     underruns: int = 0
     dropped_frames: int = 0
     level: float = 0.0
 
-    def take(self, frames: int, channels: int) -> Samples:
+    @property
+    def queued(self) -> int:
+        return self.fifo.queued
+
+    def take(self, frames: int) -> Samples:
         """Up to `frames` frames from the FIFO, fewer if it runs dry."""
-        parts, wanted = [], frames
-        while wanted and self.chunks:
-            chunk = self.chunks[0]
-            if len(chunk) <= wanted:
-                parts.append(self.chunks.popleft())
-            else:
-                parts.append(chunk[:wanted])
-                self.chunks[0] = chunk[wanted:]
-            wanted -= len(parts[-1])
-        self.queued -= frames - wanted
-        return np.concatenate(parts) if parts else np.zeros((0, channels), np.float32)
+        taken = self.fifo.take(frames)
+        return taken if taken is not None else np.zeros((0, self.channels), np.float32)
 
     def drop(self, frames: int) -> None:
-        self.take(frames, 0)
+        self.fifo.take(frames)
         self.dropped_frames += frames
 
 
@@ -70,9 +66,8 @@ class Mixer:
         """Interleaved s16 at the mixer's rate and channel count."""
         block = samples.reshape(-1, self.channels).astype(np.float32) / FULL_SCALE
         with self._lock:
-            stream = self._streams.setdefault(participant_id, ParticipantStream())
-            stream.chunks.append(block)
-            stream.queued += len(block)
+            stream = self._streams.setdefault(participant_id, ParticipantStream(self.channels))
+            stream.fifo.push(block)
             if stream.queued > self._ceiling:
                 stream.drop(stream.queued - self._prefill)
 
@@ -108,11 +103,11 @@ class Mixer:
             if stream.queued < self._prefill:
                 return block
             stream.playing = True
-            taken = stream.take(frames, self.channels)
+            taken = stream.take(frames)
             fade = min(self._fade, len(taken))
             taken[:fade] *= np.linspace(0, 1, fade, dtype=np.float32)[:, None]
         else:
-            taken = stream.take(frames, self.channels)
+            taken = stream.take(frames)
             if len(taken) < frames:
                 stream.playing = False
                 stream.underruns += 1

@@ -1,4 +1,5 @@
-"""Microphone capture: one period at a time into frames stamped with a running sample count."""
+"""Microphone capture: one period at a time, voice-processed in this thread when asked, into
+frames stamped with a running sample count."""
 
 from __future__ import annotations
 
@@ -12,8 +13,10 @@ import numpy as np
 from av import AudioFrame
 
 from vcalld.media.alsa.device import DeviceThread
-from vcalld.media.alsa.pcm import Direction, PcmSpec
+from vcalld.media.alsa.pcm import Direction, PcmSpec, available_frames
 from vcalld.media.sources.base import ReportProblem
+from vcalld.media.voice.blocks import layout_of
+from vcalld.media.voice.processor import VoiceProcessor
 
 
 class AlsaCapture(DeviceThread):
@@ -23,11 +26,17 @@ class AlsaCapture(DeviceThread):
     role = "microphone"
 
     def __init__(
-        self, spec: PcmSpec, emit: Callable[[AudioFrame], None], report: ReportProblem
+        self,
+        spec: PcmSpec,
+        emit: Callable[[AudioFrame], None],
+        report: ReportProblem,
+        voice: VoiceProcessor | None = None,
     ) -> None:
         super().__init__(Direction.CAPTURE, spec, report)
         self._emit = emit
-        self._layout = "mono" if spec.channels == 1 else "stereo"
+        self._voice = voice
+        self._rate = voice.rate if voice is not None else spec.rate
+        self._layout = layout_of(spec.channels)
         self._position = 0
         self.overruns = 0
 
@@ -37,21 +46,26 @@ class AlsaCapture(DeviceThread):
             if length == -errno.EPIPE:
                 self.overruns += 1  # pyalsaaudio has already prepared the stream again
             elif length > 0:
-                self._send(np.frombuffer(data, "<i2"))
+                self._send(np.frombuffer(data, "<i2"), length + available_frames(pcm))
 
     def _idle(self, seconds: float) -> None:
         silence = np.zeros(self.spec.period_frames * self.spec.channels, np.int16)
         for _ in range(max(1, round(seconds / self.spec.period_seconds))):
             if self._stopping.wait(self.spec.period_seconds):
                 return
-            self._send(silence)
+            self._send(silence, self.spec.period_frames)
 
-    def _send(self, interleaved: np.ndarray) -> None:
+    def _send(self, interleaved: np.ndarray, age_frames: int) -> None:
+        """`age_frames`: how long ago, in device frames, the period's first sample was heard."""
+        if self._voice is not None:
+            interleaved = self._voice.process(interleaved, age_frames)
+            if not len(interleaved):
+                return
         frame = AudioFrame.from_ndarray(
             interleaved.reshape(1, -1), format="s16", layout=self._layout
         )
-        frame.sample_rate = self.spec.rate
+        frame.sample_rate = self._rate
         frame.pts = self._position
-        frame.time_base = Fraction(1, self.spec.rate)
+        frame.time_base = Fraction(1, self._rate)
         self._position += len(interleaved) // self.spec.channels
         self._emit(frame)

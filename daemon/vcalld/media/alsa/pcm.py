@@ -68,3 +68,13 @@ def open_pcm(direction: Direction, spec: PcmSpec) -> alsaaudio.PCM:
             f"{spec.rate} Hz with {spec.channels}; a plughw: device converts"
         )
     return pcm
+
+
+def available_frames(pcm: alsaaudio.PCM) -> int:
+    """Frames the device holds for reading (capture) or has room for (playback); 0 when it
+    cannot say, as in an xrun that the next read or write recovers from."""
+    try:
+        available: int = pcm.avail()
+        return max(0, available)
+    except alsaaudio.ALSAAudioError:
+        return 0

@@ -7,11 +7,13 @@ import logging
 import threading
 
 import alsaaudio
+import numpy as np
 
 from vcalld.media.alsa.device import DeviceThread
-from vcalld.media.alsa.pcm import Direction, PcmSpec
+from vcalld.media.alsa.pcm import Direction, PcmSpec, available_frames
 from vcalld.media.mixer import Mixer
 from vcalld.media.sources.base import ReportProblem
+from vcalld.media.voice.processor import EchoReference
 
 log = logging.getLogger(__name__)
 
@@ -19,14 +21,25 @@ log = logging.getLogger(__name__)
 class AlsaPlayback(DeviceThread):
     role = "speaker"
 
-    def __init__(self, spec: PcmSpec, mixer: Mixer, report: ReportProblem) -> None:
+    def __init__(
+        self,
+        spec: PcmSpec,
+        mixer: Mixer,
+        report: ReportProblem,
+        echo_reference: EchoReference | None = None,
+    ) -> None:
         super().__init__(Direction.PLAYBACK, spec, report)
         self._mixer = mixer
+        self._echo_reference = echo_reference
         self.underruns = 0
 
     def _stream(self, pcm: alsaaudio.PCM, stopping: threading.Event) -> None:
+        buffer_frames = pcm.info()["buffer_size"]
         while not stopping.is_set():
             period = self._mixer.mix(self.spec.period_frames)
+            if self._echo_reference is not None:
+                queued = buffer_frames - min(buffer_frames, available_frames(pcm))
+                self._echo_reference.played(np.frombuffer(period, np.int16), queued)
             if pcm.write(period) == -errno.EPIPE:
                 # pyalsaaudio prepared the stream again but dropped the period: write it anew.
                 self.underruns += 1

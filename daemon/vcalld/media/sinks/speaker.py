@@ -13,13 +13,17 @@ from vcalld.media.alsa.pcm import PcmSpec
 from vcalld.media.alsa.playback import AlsaPlayback
 from vcalld.media.mixer import Mixer
 from vcalld.media.sources.base import ReportProblem
+from vcalld.media.voice.processor import VoiceProcessor
 
 PREFILL_SECONDS = 0.04  # jitter a participant's FIFO absorbs before it plays
 CEILING_SECONDS = 0.2  # beyond this the FIFO is cut back: drift must not become latency
 
 
 class Speaker:
-    def __init__(self, config: SpeakerConfig, report: ReportProblem) -> None:
+    def __init__(
+        self, config: SpeakerConfig, report: ReportProblem, voice: VoiceProcessor | None = None
+    ) -> None:
+        """`voice`: the microphone's processing, which hears what is played as its echo."""
         rate = config.sample_rate
         self._spec = PcmSpec.of(config.device, rate, config.channels, config.period_frames)
         self._layout = "mono" if config.channels == 1 else "stereo"
@@ -31,10 +35,11 @@ class Speaker:
         )
         self._mixer.master_volume = config.volume
         self._report = report
+        self._echo_reference = voice.echo_reference(rate, config.channels) if voice else None
 
     async def run(self) -> None:
         """Keep the device playing until cancelled."""
-        await AlsaPlayback(self._spec, self._mixer, self._report).run()
+        await AlsaPlayback(self._spec, self._mixer, self._report, self._echo_reference).run()
 
     async def play(self, participant_id: str, track: MediaStreamTrack) -> None:
         """Feed one participant's audio track into the mix until it ends."""

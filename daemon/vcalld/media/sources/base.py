@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from av.frame import Frame
 
 from vcalld.config import AudioConfig, VideoConfig
 from vcalld.plugins import SOURCE_GROUP, load_plugin
+
+if TYPE_CHECKING:
+    from vcalld.media.voice.processor import VoiceProcessor
 
 Publish = Callable[[Frame], None]
 # Why the source cannot deliver what it should ("microphone unavailable: …"), None once it can.
@@ -22,6 +25,14 @@ class MediaSource(Protocol):
     kind: str
 
     async def run(self, publish: Publish, report: ReportProblem) -> None: ...
+
+
+@runtime_checkable
+class Microphone(Protocol):
+    """A source that hears a room, and so takes voice processing (echo cancellation with
+    the speaker as reference, noise suppression, gain control) before it publishes."""
+
+    def process_voice(self, processor: VoiceProcessor) -> None: ...
 
 
 class SourceFactory(Protocol):

@@ -1,0 +1,1 @@
+"""Voice processing of the microphone: echo cancellation, noise suppression, gain control."""
