@@ -15,6 +15,7 @@ from av.frame import Frame
 
 from tests.helpers import eventually, received, running
 from tests.soundcard import PcmTrack, PipeSoundCard, playing, tone
+from vcalld.commands import SetVolumeCommand
 from vcalld.config import AudioConfig, VcalldConfig
 from vcalld.config.models import SpeakerConfig
 from vcalld.media.sinks.speaker import Speaker
@@ -159,3 +160,45 @@ async def test_call_from_one_devices_microphone_to_the_others_speaker(
     (entry,) = media.values()
     assert entry["audio"]["frequency_hz"] == pytest.approx(523, abs=2)
     assert entry["speaker"]["level_dbfs"] > -30  # and the speaker plays it
+
+
+async def test_volume_commands_set_a_participant_and_the_master_volume(
+    plugged: PipeSoundCard,
+    room_server: RoomServer,
+    daemon_config: Callable[..., VcalldConfig],
+) -> None:
+    talker = daemon_config(room_server, "dev-a", audio={"tone_frequency_hz": 523.0})
+    listener = daemon_config(
+        room_server, "dev-b", speaker={"enabled": True, "device": plugged.SPEAKER}
+    )
+    async with running(talker), running(listener) as b:
+        await eventually(lambda: received(b, "dev-a").get("audio", {}).get("frequency_hz"), 20)
+        (talker_id,) = [p.id for p in b.state.current.participants]
+
+        async def speaker_level() -> float:
+            played = await asyncio.to_thread(plugged.record, 48000, 2, 1.0)
+            return analyse(played, 48000, 2)[0][1]
+
+        full = await speaker_level()
+        half = SetVolumeCommand(participant=talker_id, volume=0.5)
+        assert (await b.execute(half)).ok
+        await asyncio.sleep(0.3)  # what the device buffers was mixed before
+        halved = await speaker_level()
+        assert (await b.execute(SetVolumeCommand(volume=0.0))).ok
+        await asyncio.sleep(0.3)
+        silent = await speaker_level()
+        unknown = await b.execute(SetVolumeCommand(participant="nobody", volume=1))
+        assert b.media()[talker_id]["speaker"]["volume"] == 0.5
+    assert halved == pytest.approx(full - 6.0, abs=1), (full, halved)
+    assert silent == -100.0
+    assert unknown.error is not None
+    assert unknown.error.code == "unknown-participant"
+    assert unknown.error.message == "participant: 'nobody' is not in the call"
+
+
+async def test_volume_without_a_speaker_is_refused(
+    daemon_config: Callable[..., VcalldConfig],
+) -> None:
+    async with running(daemon_config(None, "dev-a")) as daemon:
+        result = await daemon.execute(SetVolumeCommand(volume=0.5))
+    assert result.error is not None and result.error.code == "no-speaker", result

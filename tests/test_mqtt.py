@@ -116,7 +116,13 @@ BAD_COMMANDS = [
         b'{"room": "../etc"}',
         "room: String should match pattern '^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$'",
     ),
-    ("frobnicate", b"", "unknown command 'frobnicate' (known: join, leave, set-mute, get-state)"),
+    (
+        "frobnicate",
+        b"",
+        "unknown command 'frobnicate' (known: join, leave, set-mute, set-volume, get-state)",
+    ),
+    ("set-volume", b'{"volume": 5}', "volume: Input should be less than or equal to 4"),
+    ("set-volume", b'{"participant": "p1"}', "volume: Field required"),
     ("set-mute", b"[true]", "payload: must be a JSON object of arguments"),
     (
         "set-mute",

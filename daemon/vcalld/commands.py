@@ -41,16 +41,25 @@ class SetMuteCommand(_Command):
         return self
 
 
+class SetVolumeCommand(_Command):
+    """The speaker's master volume, or one participant's (by id, as the state lists them);
+    1 plays as received, and a limiter follows."""
+
+    command: Literal["set-volume"] = "set-volume"
+    volume: float = Field(ge=0, le=4)
+    participant: str | None = Field(default=None, min_length=1, max_length=128)
+
+
 class GetStateCommand(_Command):
     command: Literal["get-state"] = "get-state"
 
 
 Command = Annotated[
-    JoinCommand | LeaveCommand | SetMuteCommand | GetStateCommand,
+    JoinCommand | LeaveCommand | SetMuteCommand | SetVolumeCommand | GetStateCommand,
     Field(discriminator="command"),
 ]
 _command_adapter: TypeAdapter[Command] = TypeAdapter(Command)
-COMMAND_NAMES = ("join", "leave", "set-mute", "get-state")
+COMMAND_NAMES = ("join", "leave", "set-mute", "set-volume", "get-state")
 
 
 class ErrorInfo(BaseModel):

@@ -21,9 +21,15 @@ from vcalld.commands import (
     JoinCommand,
     LeaveCommand,
     SetMuteCommand,
+    SetVolumeCommand,
 )
 from vcalld.config import VcalldConfig
-from vcalld.errors import ShuttingDownError, VcalldError
+from vcalld.errors import (
+    NoSpeakerError,
+    ShuttingDownError,
+    UnknownParticipantError,
+    VcalldError,
+)
 from vcalld.media.fanout import split
 from vcalld.media.outgoing import OutgoingMedia
 from vcalld.media.sinks.base import Renderer, load_renderer
@@ -149,6 +155,16 @@ class Daemon:
             self.state.update(
                 audio_muted=self.outgoing.audio_muted, video_muted=self.outgoing.video_muted
             )
+        elif isinstance(command, SetVolumeCommand):
+            self._set_volume(command.participant, command.volume)
+
+    def _set_volume(self, participant_id: str | None, volume: float) -> None:
+        if self.speaker is None:
+            raise NoSpeakerError("no speaker to set the volume of ([speaker] enabled = false)")
+        present = {participant.id for participant in self.state.current.participants}
+        if participant_id is not None and participant_id not in present:
+            raise UnknownParticipantError(f"participant: {participant_id!r} is not in the call")
+        self.speaker.set_volume(participant_id, volume)
 
     async def _join(self, room: str) -> None:
         if self._call is not None and not self._call.done() and self._call_room == room:
@@ -195,6 +211,8 @@ class Daemon:
     def participant_left(self, participant_id: str) -> None:
         self.state.remove_participant(participant_id)
         self.renderer.forget(participant_id)
+        if self.speaker is not None:
+            self.speaker.forget(participant_id)
 
     async def remote_track(self, participant_id: str, track: MediaStreamTrack) -> None:
         if track.kind == "audio" and self.speaker is not None:

@@ -15,6 +15,14 @@ class NotInCallError(VcalldError):
     code = "not-in-call"
 
 
+class UnknownParticipantError(VcalldError):
+    code = "unknown-participant"
+
+
+class NoSpeakerError(VcalldError):
+    code = "no-speaker"
+
+
 class ShuttingDownError(VcalldError):
     code = "shutting-down"
 

@@ -31,7 +31,6 @@ Samples = np.ndarray[Any, np.dtype[np.float32]]
 @dataclass
 class ParticipantStream:
     channels: int
-    volume: float = 1.0
     fifo: SampleFifo = field(default_factory=SampleFifo)
     playing: bool = False
     underruns: int = 0
@@ -58,6 +57,7 @@ class Mixer:
         self._prefill, self._ceiling = prefill, ceiling
         self._fade = max(1, int(rate * FADE_SECONDS))
         self._streams: dict[str, ParticipantStream] = {}
+        self._volumes: dict[str, float] = {}  # kept while a participant's track restarts
         self._lock = threading.Lock()
         self._limiter_gain = 1.0
         self.master_volume = 1.0
@@ -75,12 +75,21 @@ class Mixer:
         with self._lock:
             self._streams.pop(participant_id, None)
 
+    def set_volume(self, participant_id: str, volume: float) -> None:
+        with self._lock:
+            self._volumes[participant_id] = volume
+
+    def forget(self, participant_id: str) -> None:
+        """The participant left: its volume goes too."""
+        with self._lock:
+            self._volumes.pop(participant_id, None)
+
     def mix(self, frames: int) -> bytes:
         """The next `frames` frames for the device, interleaved s16."""
         total = np.zeros((frames, self.channels), np.float32)
         with self._lock:
-            for stream in self._streams.values():
-                total += self._next_block(stream, frames)
+            for participant_id, stream in self._streams.items():
+                total += self._next_block(stream, frames) * self._volumes.get(participant_id, 1.0)
         total *= self.master_volume
         return self._limit(total).tobytes()
 
@@ -92,7 +101,7 @@ class Mixer:
                     "underruns": stream.underruns,
                     "dropped_ms": round(1000 * stream.dropped_frames / self.rate, 1),
                     "level_dbfs": round(20 * np.log10(max(stream.level, 1e-5)), 1),
-                    "volume": stream.volume,
+                    "volume": self._volumes.get(participant_id, 1.0),
                 }
                 for participant_id, stream in self._streams.items()
             }
@@ -115,7 +124,7 @@ class Mixer:
                 taken[len(taken) - fade :] *= np.linspace(1, 0, fade, dtype=np.float32)[:, None]
         block[: len(taken)] = taken
         stream.level = float(np.sqrt(np.mean(block**2))) if frames else 0.0
-        return block * stream.volume
+        return block
 
     def _limit(self, total: Samples) -> np.ndarray[Any, np.dtype[np.int16]]:
         """Instant attack to the gain that keeps this block under the ceiling, slow release."""

@@ -55,6 +55,16 @@ class Speaker:
         finally:
             self._mixer.remove(participant_id)
 
+    def set_volume(self, participant_id: str | None, volume: float) -> None:
+        """One participant's volume, or the master volume when `participant_id` is None."""
+        if participant_id is None:
+            self._mixer.master_volume = volume
+        else:
+            self._mixer.set_volume(participant_id, volume)
+
+    def forget(self, participant_id: str) -> None:
+        self._mixer.forget(participant_id)
+
     def snapshot(self) -> dict[str, dict[str, Any]]:
         """Per participant: queued audio, underruns, dropped drift, level, volume."""
         return self._mixer.snapshot()
