@@ -32,6 +32,7 @@ import numpy as np
 from av import AudioFrame
 from av.frame import Frame
 
+from bench.table import markdown_table
 from tests.echo import FAR_GAIN, NEAR_GAIN, Signal, talk_in_room
 from tests.soundcard import PcmTrack, PipeSoundCard, Room, playing
 from tests.speech import FAR_END, NEAR_END, speech
@@ -50,11 +51,6 @@ OFF = VoiceConfig(
 ECHO_ONLY = OFF.model_copy(update={"echo_cancellation": True})
 CLICK_EVERY = 0.5  # seconds
 CLICK = 0.4 * np.sin(2 * np.pi * 1000 * np.arange(RATE // 100) / RATE)  # 10 ms at 1 kHz
-
-
-def table(header: list[str], rows: list[list[str]]) -> str:
-    lines = [header, ["---"] * len(header), *rows]
-    return "\n".join("| " + " | ".join(line) + " |" for line in lines)
 
 
 def spread(ms: list[float]) -> list[str]:
@@ -224,7 +220,7 @@ async def run(seconds: float) -> None:
         ]
     print("Echo: speaker 48 kHz stereo, microphone 48 kHz mono, through libasound in real time")
     print(
-        table(
+        markdown_table(
             [
                 "room delay",
                 "processing",
@@ -239,10 +235,10 @@ async def run(seconds: float) -> None:
     )
     print()
     print("Latency through the daemon's device path, 48 kHz, 20 ms periods, 4 per ALSA buffer")
-    print(table(["path", "processing", "clicks", "median ms", "p90 ms"], latency))
+    print(markdown_table(["path", "processing", "clicks", "median ms", "p90 ms"], latency))
     print()
     print("Each stage offline (speech, 10 ms chunks): delay it adds and CPU on this machine")
-    print(table(["rate", "stage", "delay ms", "CPU ms per s of audio"], stage_rows()))
+    print(markdown_table(["rate", "stage", "delay ms", "CPU ms per s of audio"], stage_rows()))
     print(f"reproduce: make bench-audio BENCH_ARGS='--seconds {seconds:g}'")
 
 

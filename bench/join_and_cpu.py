@@ -23,6 +23,7 @@ from urllib.parse import urlencode
 
 import psutil
 
+from bench.table import markdown_table
 from tests.chromium import Page, chromium_page, write_pattern_clip, write_tone_wav
 from tests.helpers import eventually, vcalld_process, write_daemon_config
 from vcalld.config.models import RoomServerConfig
@@ -202,8 +203,7 @@ def table(rows: list[Row], window: float) -> str:
         "PSS MiB",
         "receives",
     ]
-    lines = [header, ["---"] * len(header)] + [row.cells() for row in rows]
-    return "\n".join("| " + " | ".join(line) + " |" for line in lines)
+    return markdown_table(header, [row.cells() for row in rows])
 
 
 async def main() -> None:

@@ -16,6 +16,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from bench.table import markdown_table
 from tests.mqtt import BlockingRequester, Mosquitto, vcalld_on_broker
 
 DEVICE = "vcalld/bench"
@@ -72,9 +73,8 @@ def main() -> None:
     args = parser.parse_args()
     rows = [*measure(args.commands, tcp_nodelay=True), *measure(args.commands, False)]
     header = ["mosquitto", "round trip", "n", "median ms", "p99 ms", "max ms"]
-    lines = [header, ["---"] * len(header), *rows]
     print("MQTT 5, QoS 1, mosquitto on loopback, one command at a time")
-    print("\n".join("| " + " | ".join(line) + " |" for line in lines))
+    print(markdown_table(header, rows))
     print(f"reproduce: make bench-mqtt BENCH_ARGS='--commands {args.commands}'")
 
 

@@ -84,14 +84,14 @@ class Mixer:
         with self._lock:
             self._volumes.pop(participant_id, None)
 
-    def mix(self, frames: int) -> bytes:
-        """The next `frames` frames for the device, interleaved s16."""
+    def mix(self, frames: int) -> np.ndarray[Any, np.dtype[np.int16]]:
+        """The next `frames` frames for the device, s16, one row per frame."""
         total = np.zeros((frames, self.channels), np.float32)
         with self._lock:
             for participant_id, stream in self._streams.items():
                 total += self._next_block(stream, frames) * self._volumes.get(participant_id, 1.0)
         total *= self.master_volume
-        return self._limit(total).tobytes()
+        return self._limit(total)
 
     def snapshot(self) -> dict[str, dict[str, Any]]:
         with self._lock:

@@ -14,8 +14,8 @@ from av import AudioFrame
 
 from vcalld.media.alsa.device import DeviceThread
 from vcalld.media.alsa.pcm import Direction, PcmSpec, available_frames
+from vcalld.media.layout import layout_of
 from vcalld.media.sources.base import ReportProblem
-from vcalld.media.voice.blocks import layout_of
 from vcalld.media.voice.processor import VoiceProcessor
 
 

@@ -7,7 +7,6 @@ import logging
 import threading
 
 import alsaaudio
-import numpy as np
 
 from vcalld.media.alsa.device import DeviceThread
 from vcalld.media.alsa.pcm import Direction, PcmSpec, available_frames
@@ -39,7 +38,7 @@ class AlsaPlayback(DeviceThread):
             period = self._mixer.mix(self.spec.period_frames)
             if self._echo_reference is not None:
                 queued = buffer_frames - min(buffer_frames, available_frames(pcm))
-                self._echo_reference.played(np.frombuffer(period, np.int16), queued)
+                self._echo_reference.played(period.reshape(-1), queued)
             if pcm.write(period) == -errno.EPIPE:
                 # pyalsaaudio prepared the stream again but dropped the period: write it anew.
                 self.underruns += 1

@@ -11,6 +11,7 @@ from av.audio.resampler import AudioResampler
 from vcalld.config.models import SpeakerConfig
 from vcalld.media.alsa.pcm import PcmSpec
 from vcalld.media.alsa.playback import AlsaPlayback
+from vcalld.media.layout import layout_of
 from vcalld.media.mixer import Mixer
 from vcalld.media.sources.base import ReportProblem
 from vcalld.media.voice.processor import VoiceProcessor
@@ -26,7 +27,7 @@ class Speaker:
         """`voice`: the microphone's processing, which hears what is played as its echo."""
         rate = config.sample_rate
         self._spec = PcmSpec.of(config.device, rate, config.channels, config.period_frames)
-        self._layout = "mono" if config.channels == 1 else "stereo"
+        self._layout = layout_of(config.channels)
         self._mixer = Mixer(
             rate,
             config.channels,

@@ -8,6 +8,7 @@ import numpy as np
 from av import AudioFrame
 
 from vcalld.config import AudioConfig, VideoConfig
+from vcalld.media.layout import layout_of
 from vcalld.media.pacing import Pacer
 from vcalld.media.sources.base import Publish, ReportProblem
 
@@ -27,7 +28,7 @@ class ToneSource:
         rate = self._config.sample_rate
         channels = self._config.channels
         samples = int(rate * FRAME_SECONDS)
-        layout = "mono" if channels == 1 else "stereo"
+        layout = layout_of(channels)
         step = 2 * np.pi * self._config.tone_frequency_hz / rate
         pacer = Pacer(float(1 / FRAME_SECONDS))
         while True:

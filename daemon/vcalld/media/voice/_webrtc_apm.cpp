@@ -135,8 +135,11 @@ PyObject* apm_process(Apm* self, PyObject* args) {
     Py_buffer capture, render;
     int delay_ms;
     if (!PyArg_ParseTuple(args, "y*y*i", &capture, &render, &delay_ms)) return nullptr;
+    const bool cancels_echo = self->apm->echo_cancellation()->is_enabled();
     Py_ssize_t chunks = chunks_in(self, capture, self->channels);
-    Py_ssize_t render_chunks = chunks < 0 ? -1 : chunks_in(self, render, 1);
+    // Without echo cancellation the render side is never read, and may be empty.
+    Py_ssize_t render_chunks = chunks;
+    if (chunks >= 0 && cancels_echo) render_chunks = chunks_in(self, render, 1);
     if (render_chunks >= 0 && render_chunks != chunks) {
         PyErr_Format(PyExc_ValueError, "%zd chunks of capture but %zd of render", chunks,
                      render_chunks);
@@ -160,7 +163,7 @@ PyObject* apm_process(Apm* self, PyObject* args) {
         std::lock_guard<std::mutex> guard(*self->lock);
         webrtc::AudioFrame frame;
         for (Py_ssize_t i = 0; i < chunks && failed == nullptr; ++i) {
-            if (self->apm->echo_cancellation()->is_enabled()) {
+            if (cancels_echo) {
                 load(&frame, self, played + i * self->chunk_samples, 1);
                 if ((code = self->apm->AnalyzeReverseStream(&frame)) != 0) {
                     failed = "AnalyzeReverseStream";
@@ -209,7 +212,8 @@ PyObject* apm_echo_metrics(Apm* self, PyObject*) {
 PyMethodDef apm_methods[] = {
     {"process", reinterpret_cast<PyCFunction>(apm_process), METH_VARARGS,
      "process(capture, render, delay_ms): each 10 ms chunk of the microphone after the\n"
-     "chunk of what the speaker played alongside it (mono); returns the processed capture."},
+     "chunk of what the speaker played alongside it (mono, read only while echo is\n"
+     "cancelled); returns the processed capture."},
     {"echo_metrics", reinterpret_cast<PyCFunction>(apm_echo_metrics), METH_NOARGS,
      "The canceller's own estimates: ERL, ERLE, delay median and spread."},
     {nullptr, nullptr, 0, nullptr},

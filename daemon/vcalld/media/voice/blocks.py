@@ -9,11 +9,9 @@ import numpy as np
 from av import AudioFrame
 from av.audio.resampler import AudioResampler
 
+from vcalld.media.layout import layout_of
+
 Samples = np.ndarray[Any, np.dtype[np.int16]]
-
-
-def layout_of(channels: int) -> str:
-    return "mono" if channels == 1 else "stereo"
 
 
 class Reblocker:

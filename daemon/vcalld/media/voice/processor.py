@@ -99,12 +99,10 @@ class VoiceProcessor:
         if not len(blocks):
             return blocks
         delay_ms = round(1000 * queued_frames / self._device_rate)
-        frames = len(blocks) // self.channels
+        render: Samples | bytes = b""  # the module reads it only when it cancels echo
         if self._reference is not None:
             delay_ms += self._reference.delay_ms
-            render = self._reference.take(frames)
-        else:
-            render = np.zeros(frames, np.int16)
+            render = self._reference.take(len(blocks) // self.channels)
         processed = self._processing.process(blocks, render, delay_ms)
         return np.frombuffer(processed, np.int16)
 
