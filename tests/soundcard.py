@@ -192,19 +192,22 @@ class PipeSoundCard:
         channels: int,
         seconds: float,
         read_at: list[tuple[float, int]] | None = None,
+        speed: float = 1.0,
     ) -> np.ndarray:
         """Drain the speaker pipe at `rate` for `seconds`: interleaved s16 of what was played.
-        `read_at` gets (time, bytes received so far) after each read."""
+        `read_at` gets (time, bytes received so far) after each read. `speed` is the card's
+        clock against real time: 1.02 plays 2 % fast, as a card with its own crystal may."""
         fd = self._pipes["speaker"]
         chunk = int(rate * TICK_SECONDS) * channels * 2
+        tick = TICK_SECONDS / speed
         received = bytearray()
         start = time.monotonic()
-        for index in range(round(seconds / TICK_SECONDS)):
+        for index in range(round(seconds / tick)):
             with suppress(BlockingIOError):  # nothing was played: an underrun, recorded as such
                 received += os.read(fd, chunk)
             if read_at is not None:
                 read_at.append((time.monotonic(), len(received)))
-            time.sleep(max(0.0, start + (index + 1) * TICK_SECONDS - time.monotonic()))
+            time.sleep(max(0.0, start + (index + 1) * tick - time.monotonic()))
         whole = len(received) // (2 * channels) * 2 * channels
         return np.frombuffer(bytes(received[:whole]), "<i2")
 

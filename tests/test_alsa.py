@@ -111,6 +111,39 @@ async def test_speaker_mixes_participants_and_never_clips(plugged: PipeSoundCard
     assert all(entry["level_dbfs"] > -10 for entry in mixed.values()), mixed
 
 
+DRIFT_SECONDS = 15.0
+
+
+@pytest.mark.parametrize("speed", [0.98, 1.02])
+async def test_clock_drift_between_sender_and_speaker_never_becomes_latency(
+    plugged: PipeSoundCard, speed: float
+) -> None:
+    """The speaker's clock runs 2 % slow or fast against the sender's: 300 ms of drift in 15 s,
+    what 100 ppm add up to in 50 minutes. The participant's queue, the only place it could
+    pile up, stays within its bounds: cut back from 200 ms to 40 ms when the speaker is slow,
+    refilled to 40 ms after running dry when it is fast; the tone plays on."""
+    speaker = Speaker(SpeakerConfig(enabled=True, device=plugged.SPEAKER), lambda problem: None)
+    queued_ms: list[float] = []
+    async with playing(speaker, {"alice": tone_track(660)}):
+        recording = asyncio.ensure_future(
+            asyncio.to_thread(plugged.record, 48000, 2, DRIFT_SECONDS, speed=speed)
+        )
+        while not recording.done():
+            queued_ms.append(speaker.snapshot().get("alice", {}).get("queued_ms", 0.0))
+            await asyncio.sleep(0.05)
+        played = await recording
+        alice = speaker.snapshot()["alice"]
+    drift_ms = 1000 * DRIFT_SECONDS * abs(1 - speed)
+    if speed < 1:
+        assert max(queued_ms) <= 200, max(queued_ms)
+        assert alice["dropped_ms"] >= drift_ms - 200, alice  # cut back, not kept as delay
+    else:
+        assert max(queued_ms) <= 80, max(queued_ms)  # the prefill and a frame or two of jitter
+        assert alice["underruns"] >= drift_ms // 60, alice  # ran dry and refilled, again and again
+    [(frequency, _), _] = analyse(played, 48000, 2)
+    assert frequency == pytest.approx(660, abs=2)
+
+
 async def test_missing_microphone_sends_silence_says_why_and_recovers(
     card: PipeSoundCard,
 ) -> None:

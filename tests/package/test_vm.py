@@ -180,6 +180,78 @@ def test_sigterm_leaves_the_call_and_the_peer_sees_it(vm: Testbed) -> None:
     until(lambda: control(vm, "/state", PEER_SOCKET)["participants"] == [], timeout=10)
 
 
+AUDIO_PEER_CONFIG = PEER_CONFIG.replace("[video]\n", "[video]\nenabled = false\n")
+KIOSK_ON_LOOPBACK = KIOSK_CONFIG.replace("[video]\n", "[video]\nenabled = false\n").replace(
+    "[audio]\n",
+    '[audio]\nsource = "alsa"\ndevice = "plughw:CARD=Loopback,DEV=1"\nsample_rate = 16000\n',
+) + textwrap.dedent("""\
+    [speaker]
+    enabled = true
+    device = "plughw:CARD=Loopback,DEV=0"
+    [voice]
+    echo_cancellation = false
+    noise_suppression = false
+    gain_control = false
+    high_pass_filter = false
+    """)
+
+
+def peer_hears_itself(vm: Testbed) -> bool:
+    """The peer's own 880 Hz tone comes back from the kiosk: played and captured again."""
+    frequency = peer_received_from_kiosk(vm).get("audio", {}).get("frequency_hz")
+    return frequency is not None and abs(frequency - 880) < 20
+
+
+def kiosk_plays_peer(vm: Testbed) -> bool:
+    playing = [entry.get("speaker", {}) for entry in control(vm, "/media").values()]
+    return any(speaker.get("level_dbfs", -100) > -30 for speaker in playing)
+
+
+def sound_problems(vm: Testbed) -> tuple[str | None, str | None]:
+    state = control(vm, "/state")
+    return state["audio_source_problem"], state["speaker_problem"]
+
+
+def test_kiosk_plays_and_captures_on_a_kernel_sound_card(vm: Testbed) -> None:
+    """snd-aloop as the kiosk's sound card: what its speaker plays (device 0) its microphone
+    hears (device 1), the hands-free echo with nothing in the way, so the peer hears its own
+    tone come back. The microphone runs at 16 kHz, resampled to the call's 48 kHz. Voice
+    processing is off: noise suppression removes exactly a steady tone, and this emulated CPU
+    (25 times slower than the host for this work) cannot run the canceller beside two daemons
+    in real time; `test_voice` checks it in real time through libasound."""
+    vm.run("modprobe snd-aloop")
+    assert "Loopback" in vm.run("vcalld devices")
+    vm.write("/root/peer.toml", AUDIO_PEER_CONFIG)
+    vm.run("systemctl restart vcalld-peer")
+    vm.write("/etc/vcalld/vcalld.toml", KIOSK_ON_LOOPBACK)
+    vm.run("systemctl start vcalld", timeout=120)
+    until(lambda: in_call_with(vm, ["peer"]) and kiosk_plays_peer(vm), timeout=90)
+    until(lambda: peer_hears_itself(vm), timeout=60)
+    assert sound_problems(vm) == (None, None)
+
+
+def test_sound_card_removed_and_returned_is_survived(vm: Testbed) -> None:
+    """Unbinding the card is what unplugging a USB one does: open devices fail at once. The
+    daemon says why, lets go of the card (so its module can even be unloaded), and takes it
+    back when it returns, all within the same call and the same process."""
+    restarts = vm.unit_property("vcalld", "NRestarts")
+    try:
+        vm.run("echo snd_aloop.0 > /sys/bus/platform/drivers/snd_aloop/unbind")
+        until(lambda: all(sound_problems(vm)), timeout=30)
+        microphone, speaker = sound_problems(vm)
+        assert microphone is not None and microphone.startswith("microphone "), microphone
+        assert speaker is not None and speaker.startswith("speaker "), speaker
+        until(lambda: vm.status("rmmod snd_aloop") == 0, timeout=30)  # nothing holds it open
+        assert in_call_with(vm, ["peer"])  # the call went on, with silence
+
+        vm.run("modprobe snd-aloop")
+        until(lambda: sound_problems(vm) == (None, None), timeout=30)
+        until(lambda: in_call_with(vm, ["peer"]) and peer_hears_itself(vm), timeout=60)
+        assert vm.unit_property("vcalld", "NRestarts") == restarts
+    finally:
+        vm.run("systemctl stop vcalld", timeout=60)
+
+
 def journal_time(vm: Testbed, unit: str, pattern: str) -> float:
     """When `unit` last logged a line matching `pattern` (guest clock, seconds)."""
     lines = vm.run(f"journalctl -u {unit} -o short-unix --no-pager").splitlines()

@@ -1,5 +1,26 @@
-"""PyAV's name for an interleaved channel count: every s16 frame built here needs one."""
+"""Interleaved s16, the one sample format of the audio path: PyAV's layout name for a channel
+count, and a frame's samples as an array."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from av import AudioFrame
 
 
 def layout_of(channels: int) -> str:
     return "mono" if channels == 1 else "stereo"
+
+
+def s16_samples(frame: AudioFrame) -> np.ndarray[Any, np.dtype[np.int16]]:
+    """A packed s16 frame's samples, one row per sample, viewed without a copy (PyAV's
+    `to_ndarray` stacks the planes, which costs more than the rest of a frame's handling on
+    a slow CPU)."""
+    if frame.format.name != "s16":
+        raise ValueError(f"expected packed s16 audio, got {frame.format.name}")
+    channels = frame.layout.nb_channels
+    plane = memoryview(frame.planes[0])
+    samples = np.frombuffer(plane, np.int16, count=frame.samples * channels)
+    shaped: np.ndarray[Any, np.dtype[np.int16]] = samples.reshape(frame.samples, channels)
+    return shaped

@@ -64,7 +64,7 @@ class Mixer:
 
     def push(self, participant_id: str, samples: np.ndarray[Any, Any]) -> None:
         """Interleaved s16 at the mixer's rate and channel count."""
-        block = samples.reshape(-1, self.channels).astype(np.float32) / FULL_SCALE
+        block = np.multiply(samples.reshape(-1, self.channels), 1 / FULL_SCALE, dtype=np.float32)
         with self._lock:
             stream = self._streams.setdefault(participant_id, ParticipantStream(self.channels))
             stream.fifo.push(block)
@@ -89,9 +89,11 @@ class Mixer:
         total = np.zeros((frames, self.channels), np.float32)
         with self._lock:
             for participant_id, stream in self._streams.items():
-                total += self._next_block(stream, frames) * self._volumes.get(participant_id, 1.0)
-        total *= self.master_volume
-        return self._limit(total)
+                taken = self._next_block(stream, frames)
+                volume = self._volumes.get(participant_id, 1.0)
+                if len(taken) and volume:
+                    total[: len(taken)] += taken if volume == 1.0 else taken * volume
+        return self._limit(total, self.master_volume)
 
     def snapshot(self) -> dict[str, dict[str, Any]]:
         with self._lock:
@@ -107,10 +109,11 @@ class Mixer:
             }
 
     def _next_block(self, stream: ParticipantStream, frames: int) -> Samples:
-        block = np.zeros((frames, self.channels), np.float32)
+        """What the stream plays in the next `frames`: fewer frames where it falls silent."""
         if not stream.playing:
             if stream.queued < self._prefill:
-                return block
+                stream.level = 0.0
+                return np.zeros((0, self.channels), np.float32)
             stream.playing = True
             taken = stream.take(frames)
             fade = min(self._fade, len(taken))
@@ -122,19 +125,19 @@ class Mixer:
                 stream.underruns += 1
                 fade = min(self._fade, len(taken))
                 taken[len(taken) - fade :] *= np.linspace(1, 0, fade, dtype=np.float32)[:, None]
-        block[: len(taken)] = taken
-        stream.level = float(np.sqrt(np.mean(block**2))) if frames else 0.0
-        return block
+        flat = taken.reshape(-1)
+        stream.level = float(np.sqrt(np.dot(flat, flat) / (frames * self.channels)))
+        return taken
 
-    def _limit(self, total: Samples) -> np.ndarray[Any, np.dtype[np.int16]]:
-        """Instant attack to the gain that keeps this block under the ceiling, slow release."""
-        peak = float(np.max(np.abs(total))) if total.size else 0.0
+    def _limit(self, total: Samples, volume: float) -> np.ndarray[Any, np.dtype[np.int16]]:
+        """`total` at `volume`, with instant attack to the gain that keeps this block under
+        the ceiling and slow release."""
+        peak = volume * float(np.max(np.abs(total))) if total.size else 0.0
         release = LIMITER_RELEASE_PER_SECOND ** (len(total) / self.rate)
         gain = min(1.0, self._limiter_gain * release)
         if peak * gain > CEILING:
             gain = CEILING / peak
         self._limiter_gain = gain
-        limited: np.ndarray[Any, np.dtype[np.int16]] = np.round(
-            total * gain * (FULL_SCALE - 1)
-        ).astype(np.int16)
+        total *= volume * gain * (FULL_SCALE - 1)
+        limited: np.ndarray[Any, np.dtype[np.int16]] = np.rint(total, out=total).astype(np.int16)
         return limited

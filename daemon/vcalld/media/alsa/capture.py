@@ -38,13 +38,12 @@ class AlsaCapture(DeviceThread):
         self._rate = voice.rate if voice is not None else spec.rate
         self._layout = layout_of(spec.channels)
         self._position = 0
-        self.overruns = 0
 
     def _stream(self, pcm: alsaaudio.PCM, stopping: threading.Event) -> None:
         while not stopping.is_set():
             length, data = pcm.read()
             if length == -errno.EPIPE:
-                self.overruns += 1  # pyalsaaudio has already prepared the stream again
+                self._xrun()  # pyalsaaudio has already prepared the stream again
             elif length > 0:
                 self._send(np.frombuffer(data, "<i2"), length + available_frames(pcm))
 

@@ -4,7 +4,9 @@ backoff, and says why it cannot use it."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
+import time
 from concurrent.futures import Future
 
 import alsaaudio
@@ -17,6 +19,10 @@ from vcalld.media.sources.base import ReportProblem
 RETRY_MIN_SECONDS = 0.5
 RETRY_MAX_SECONDS = 5.0
 JOIN_SECONDS = 2.0
+# An overloaded board can xrun every few periods; a journal line for each would add to the load.
+XRUN_LOG_INTERVAL_SECONDS = 30.0
+
+log = logging.getLogger(__name__)
 
 
 class DeviceThread:
@@ -35,6 +41,8 @@ class DeviceThread:
         self._stopping = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"alsa-{spec.device}", daemon=True)
         self._finished: Future[None] = Future()
+        self.xruns = 0  # capture overruns or playback underruns, each recovered
+        self._next_xrun_log = 0.0
 
     async def run(self) -> None:
         """Run the thread until cancelled; a bug in it is raised here, not lost with it."""
@@ -74,6 +82,14 @@ class DeviceThread:
                 self._report(f"{self.role} lost: {error}")
             finally:
                 pcm.close()
+
+    def _xrun(self) -> None:
+        """The device ran over (capture) or dry (playback): this thread was late for it."""
+        self.xruns += 1
+        now = time.monotonic()
+        if now >= self._next_xrun_log:
+            self._next_xrun_log = now + XRUN_LOG_INTERVAL_SECONDS
+            log.info("%s xruns: %d so far; its thread was late for it", self.role, self.xruns)
 
     def _report(self, problem: str | None) -> None:
         assert self._problems is not None

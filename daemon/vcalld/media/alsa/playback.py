@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import errno
-import logging
 import threading
 
 import alsaaudio
+import numpy as np
 
 from vcalld.media.alsa.device import DeviceThread
 from vcalld.media.alsa.pcm import Direction, PcmSpec, available_frames
@@ -14,7 +14,10 @@ from vcalld.media.mixer import Mixer
 from vcalld.media.sources.base import ReportProblem
 from vcalld.media.voice.processor import EchoReference
 
-log = logging.getLogger(__name__)
+# ALSA restarts a playback device at the first frame written after an underrun; with just that
+# one period queued, a board too busy to make the next in time underruns again at once. Silence
+# after it gives this many periods of headroom.
+RESTART_SILENCE_PERIODS = 2
 
 
 class AlsaPlayback(DeviceThread):
@@ -30,19 +33,24 @@ class AlsaPlayback(DeviceThread):
         super().__init__(Direction.PLAYBACK, spec, report)
         self._mixer = mixer
         self._echo_reference = echo_reference
-        self.underruns = 0
+        self._silence = np.zeros((spec.period_frames, spec.channels), np.int16)
 
     def _stream(self, pcm: alsaaudio.PCM, stopping: threading.Event) -> None:
         buffer_frames = pcm.info()["buffer_size"]
         while not stopping.is_set():
             period = self._mixer.mix(self.spec.period_frames)
-            if self._echo_reference is not None:
-                queued = buffer_frames - min(buffer_frames, available_frames(pcm))
-                self._echo_reference.played(period.reshape(-1), queued)
-            if pcm.write(period) == -errno.EPIPE:
-                # pyalsaaudio prepared the stream again but dropped the period: write it anew.
-                self.underruns += 1
-                log.info(
-                    "speaker underrun (%d so far): the loop or the mixer was late", self.underruns
-                )
+            if self._play(pcm, period, buffer_frames) == -errno.EPIPE:
+                # pyalsaaudio prepared the stream again but dropped the period. It is written
+                # again before the silence, the order the echo reference already has it in.
+                self._xrun()
                 pcm.write(period)
+                for _ in range(RESTART_SILENCE_PERIODS):
+                    self._play(pcm, self._silence, buffer_frames)
+
+    def _play(self, pcm: alsaaudio.PCM, period: np.ndarray, buffer_frames: int) -> int:
+        """Writes one period, telling the echo reference what it is and when it sounds."""
+        if self._echo_reference is not None:
+            queued = buffer_frames - min(buffer_frames, available_frames(pcm))
+            self._echo_reference.played(period.reshape(-1), queued)
+        written: int = pcm.write(period)
+        return written

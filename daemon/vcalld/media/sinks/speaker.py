@@ -11,7 +11,7 @@ from av.audio.resampler import AudioResampler
 from vcalld.config.models import SpeakerConfig
 from vcalld.media.alsa.pcm import PcmSpec
 from vcalld.media.alsa.playback import AlsaPlayback
-from vcalld.media.layout import layout_of
+from vcalld.media.layout import layout_of, s16_samples
 from vcalld.media.mixer import Mixer
 from vcalld.media.sources.base import ReportProblem
 from vcalld.media.voice.processor import VoiceProcessor
@@ -50,7 +50,7 @@ class Speaker:
                 frame = await track.recv()
                 assert isinstance(frame, AudioFrame)
                 for resampled in resampler.resample(frame):
-                    self._mixer.push(participant_id, resampled.to_ndarray())
+                    self._mixer.push(participant_id, s16_samples(resampled))
         except MediaStreamError:
             return
         finally:

@@ -16,6 +16,7 @@ from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from av import AudioFrame, VideoFrame
 
 from vcalld.config import VcalldConfig
+from vcalld.media.layout import s16_samples
 from vcalld.media.pattern import Plane, bars_match, read_stamp
 
 FPS_WINDOW_SECONDS = 2.0
@@ -97,11 +98,11 @@ class AudioStats:
         self.samples += frame.samples
         self.sample_rate = frame.sample_rate
         self.first_frame_at = self.first_frame_at or time.monotonic()
-        channels = len(frame.layout.channels)
-        mono = frame.to_ndarray().reshape(-1, channels).mean(axis=1)
+        # Kept as it came; mixed to mono only when analysed, which is far rarer than frames.
+        samples = s16_samples(frame)
         start = self._next_start if frame.pts is None else _sample_index(frame)
-        self.recent.append((start, mono))
-        self._next_start = start + len(mono)
+        self.recent.append((start, samples))
+        self._next_start = start + frame.samples
 
     def analysis(self) -> tuple[float | None, float | None, float | None]:
         """(level in dBFS, dominant frequency in Hz, share of the timeline that arrived) over
@@ -116,7 +117,8 @@ class AudioStats:
             offset = _wrapped_distance(start, end) + wanted
             first, last = max(offset, 0), min(offset + len(samples), wanted)
             if first < last:
-                timeline[first:last] = samples[first - offset : last - offset] / 32768.0
+                mono = samples[first - offset : last - offset].mean(axis=1)
+                timeline[first:last] = mono / 32768.0
                 covered[first:last] = True
         if not covered.any():
             return None, None, 0.0
@@ -161,7 +163,9 @@ def _sample_index(frame: AudioFrame) -> int:
     assert frame.pts is not None
     if frame.time_base is None:
         return frame.pts
-    return round(frame.pts * frame.time_base * frame.sample_rate)
+    # Integer arithmetic: Fraction's costs more than the rest of a frame's bookkeeping.
+    scaled = frame.pts * frame.time_base.numerator * frame.sample_rate
+    return (2 * scaled + frame.time_base.denominator) // (2 * frame.time_base.denominator)
 
 
 def _wrapped_distance(start: int, end: int) -> int:

@@ -9,7 +9,7 @@ import numpy as np
 from av import AudioFrame
 from av.audio.resampler import AudioResampler
 
-from vcalld.media.layout import layout_of
+from vcalld.media.layout import layout_of, s16_samples
 
 Samples = np.ndarray[Any, np.dtype[np.int16]]
 
@@ -32,7 +32,7 @@ class Reblocker:
                 interleaved.reshape(1, -1), format="s16", layout=self._layout_in
             )
             frame.sample_rate = self._rate_in
-            converted = [out.to_ndarray().reshape(-1) for out in self._resampler.resample(frame)]
+            converted = [s16_samples(out).reshape(-1) for out in self._resampler.resample(frame)]
             interleaved = np.concatenate(converted) if converted else interleaved[:0]
         pending = np.concatenate([self._pending, interleaved])
         whole = len(pending) - len(pending) % self._block
