@@ -25,7 +25,7 @@ from tests.speech import FAR_END, NEAR_END, speech
 from vcalld.config import VcalldConfig
 from vcalld.config.models import VoiceConfig
 from vcalld.daemon import Daemon
-from vcalld.media.voice.processor import VoiceProcessor
+from vcalld.media.voice.processor import EchoReference, VoiceProcessor
 
 ROOM = Room(delay=0.06, gain=0.4)  # a device with some output latency, a loud speaker
 ECHO_ONLY = VoiceConfig(noise_suppression=False, gain_control=False, high_pass_filter=False)
@@ -143,6 +143,23 @@ def test_each_stage_does_its_work_only_when_switched_on(
         assert change <= effect_db, change
     else:
         assert change >= effect_db, change
+
+
+def test_a_speaker_clock_ahead_of_the_microphones_never_delays_the_echo_reference() -> None:
+    """Two devices, two crystals: the speaker plays 2 % more than the microphone captures,
+    30 s of it (600 ms apart by the end). What the microphone is given as the echo reference
+    is never more than 100 ms behind what the speaker plays (the oldest is dropped), so the
+    echo path the canceller must model cannot grow over a long call."""
+    reference = EchoReference(48000, 2, 16000)
+    speaker_periods, behind_seconds = 0, []
+    for microphone_period in range(1500):
+        for _ in range(2 if microphone_period % 50 == 49 else 1):
+            speaker_periods += 1  # each speaker period is marked with its number
+            reference.played(np.full(2 * 960, speaker_periods, np.int16), 0)
+        heard = reference.take(320)
+        behind_seconds.append((speaker_periods - int(np.median(heard))) * 0.02)
+    assert max(behind_seconds) <= 0.12, max(behind_seconds)
+    assert reference.dropped >= 0.4 * 16000  # the rest of the 600 ms went
 
 
 async def test_echo_through_real_devices_is_cancelled_in_real_time(
