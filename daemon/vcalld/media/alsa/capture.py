@@ -45,7 +45,10 @@ class AlsaCapture(DeviceThread):
             if length == -errno.EPIPE:
                 self._xrun()  # pyalsaaudio has already prepared the stream again
             elif length > 0:
-                self._send(np.frombuffer(data, "<i2"), length + available_frames(pcm))
+                # How long ago the period was heard matters only to the echo canceller: no
+                # device query per period without it.
+                age = length + available_frames(pcm) if self._voice is not None else length
+                self._send(np.frombuffer(data, "<i2"), age)
 
     def _idle(self, seconds: float) -> None:
         silence = np.zeros(self.spec.period_frames * self.spec.channels, np.int16)

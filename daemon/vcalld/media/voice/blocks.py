@@ -34,7 +34,9 @@ class Reblocker:
             frame.sample_rate = self._rate_in
             converted = [s16_samples(out).reshape(-1) for out in self._resampler.resample(frame)]
             interleaved = np.concatenate(converted) if converted else interleaved[:0]
-        pending = np.concatenate([self._pending, interleaved])
+        pending = interleaved
+        if len(self._pending):  # periods of whole blocks (20 ms is two) never leave a rest
+            pending = np.concatenate([self._pending, interleaved])
         whole = len(pending) - len(pending) % self._block
         self._pending = pending[whole:]
         return pending[:whole]
