@@ -56,7 +56,7 @@ bench: $(VENV)/.installed
 	$(SUDO) unshare --net sh -c 'ip link set lo up && exec $(BIN)/python -m bench.join_and_cpu $(BENCH_ARGS)'
 
 bench-audio: $(VENV)/.installed
-	$(BIN)/python -m bench.audio_path $(BENCH_ARGS)
+	$(SUDO) unshare --net sh -c 'ip link set lo up && exec $(BIN)/python -m bench.audio_path $(BENCH_ARGS)'
 
 bench-mqtt: $(VENV)/.installed
 	$(SUDO) unshare --net sh -c 'ip link set lo up && exec $(BIN)/python -m bench.mqtt_latency $(BENCH_ARGS)'

@@ -6,7 +6,9 @@ paced in real time by this process) and the real WebRTC audio processing library
 1. Echo: the speaker plays far-end speech (espeak-ng), the microphone hears it through a room
    of 10, 60 or 150 ms at 0.4 gain plus a local talker. ERLE with the far end alone, and how
    much of the talker survives alone and in double talk (envelope correlation, gain). The
-   baseline in the same run is processing off: the echo the far end would hear.
+   baseline in the same run is processing off: the echo the far end would hear. The peer is
+   Debian's Chromium in the same room on the same card, through its own ALSA code, with its
+   echo canceller (WebRTC's AEC3) on (bench/chromium_echo.py).
 2. Capture to track: a microphone period that carries a click, from the moment the device has
    it until its frame is published to the call's outgoing track (capture thread, processing,
    handoff to the event loop), with processing off and on. Before it, a sample waits up to
@@ -32,8 +34,9 @@ import numpy as np
 from av import AudioFrame
 from av.frame import Frame
 
+from bench.chromium_echo import chromium_talk_in_room
 from bench.table import markdown_table
-from tests.echo import FAR_GAIN, NEAR_GAIN, Signal, talk_in_room
+from tests.echo import FAR_GAIN, NEAR_GAIN, EchoResult, Signal, talk_in_room
 from tests.soundcard import PcmTrack, PipeSoundCard, Room, playing
 from tests.speech import FAR_END, NEAR_END, speech
 from vcalld.config import AudioConfig
@@ -64,20 +67,27 @@ async def echo_rows(card: PipeSoundCard) -> list[list[str]]:
     rows = []
     for room_ms in ROOMS_MS:
         for name, config in (("off (baseline)", OFF), ("echo cancellation", ECHO_ONLY)):
-            room = Room(delay=room_ms / 1000, gain=0.4)
-            result, _ = await talk_in_room(card, config, room, far, near)
-            rows.append(
-                [
-                    f"{room_ms} ms",
-                    name,
-                    f"{result.erle_db:.1f}",
-                    f"{result.near_correlation:.3f}",
-                    f"{result.near_gain_db:+.1f}",
-                    f"{result.double_talk_correlation:.3f}",
-                    f"{result.double_talk_gain_db:+.1f}",
-                ]
-            )
+            result, _ = await talk_in_room(card, config, room_of(room_ms), far, near)
+            rows.append(echo_row(room_ms, name, result))
+        result = await chromium_talk_in_room(card, room_of(room_ms), far, near)
+        rows.append(echo_row(room_ms, "Chromium's AEC3 (peer)", result))
     return rows
+
+
+def room_of(delay_ms: int) -> Room:
+    return Room(delay=delay_ms / 1000, gain=0.4)
+
+
+def echo_row(room_ms: int, processing: str, result: EchoResult) -> list[str]:
+    return [
+        f"{room_ms} ms",
+        processing,
+        f"{result.erle_db:.1f}",
+        f"{result.near_correlation:.3f}",
+        f"{result.near_gain_db:+.1f}",
+        f"{result.double_talk_correlation:.3f}",
+        f"{result.double_talk_gain_db:+.1f}",
+    ]
 
 
 def clicks(seconds: float) -> Signal:

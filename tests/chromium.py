@@ -11,11 +11,13 @@ import asyncio
 import base64
 import itertools
 import json
+import os
 import shutil
 import tempfile
 import wave
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager, suppress
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -53,6 +55,15 @@ FLAGS = (
 )
 STARTUP_SECONDS = 20.0
 CALL_SECONDS = 30.0
+
+
+@dataclass(frozen=True)
+class AlsaDevices:
+    """ALSA PCMs for Chromium's microphone and speaker, defined in `config_path`."""
+
+    input: str
+    output: str
+    config_path: str
 
 
 class PageError(RuntimeError):
@@ -134,11 +145,23 @@ async def _devtools_port(profile: Path, process: asyncio.subprocess.Process) -> 
 
 @asynccontextmanager
 async def chromium_page(
-    url: str, *, video_clip: Path | None = None, audio_wav: Path | None = None
+    url: str,
+    *,
+    video_clip: Path | None = None,
+    audio_wav: Path | None = None,
+    alsa: AlsaDevices | None = None,
 ) -> AsyncIterator[Page]:
-    """Launch Chromium on `url` with the given fake media and yield its page."""
+    """Launch Chromium on `url` and yield its page. Its media are fake devices playing the
+    given files, or with `alsa` its real ALSA code on the named PCMs (no fake devices)."""
     profile = Path(tempfile.mkdtemp(prefix="vcalld-chromium-"))
-    flags = [*FLAGS, f"--user-data-dir={profile}", "--use-fake-device-for-media-stream=fps=30"]
+    flags = [*FLAGS, f"--user-data-dir={profile}"]
+    environment = None
+    if alsa is None:
+        flags.append("--use-fake-device-for-media-stream=fps=30")
+    else:
+        # With no PulseAudio server Chromium falls back to ALSA by itself.
+        flags += [f"--alsa-input-device={alsa.input}", f"--alsa-output-device={alsa.output}"]
+        environment = {**os.environ, "ALSA_CONFIG_PATH": alsa.config_path}
     if video_clip is not None:
         flags.append(f"--use-file-for-fake-video-capture={video_clip}")
     if audio_wav is not None:
@@ -149,6 +172,7 @@ async def chromium_page(
         url,
         stdout=asyncio.subprocess.DEVNULL,
         stderr=asyncio.subprocess.DEVNULL,
+        env=environment,
     )
     try:
         port = await _devtools_port(profile, process)

@@ -29,7 +29,8 @@ F_SETPIPE_SZ = 1031
 SPEAKER_PIPE_BYTES = 4096  # the smallest pipe: playback can run at most this far ahead
 TICK_SECONDS = 0.01
 # The file plugin fills a period it could only partly read from the pipe with silence, so the
-# microphone is written a whole 20 ms period at a time (atomic: under PIPE_BUF).
+# microphone is written a whole period of its reader at a time (atomic: under PIPE_BUF): 20 ms
+# for the daemon's default period.
 MIC_CHUNK_SECONDS = 0.02
 
 ASOUNDRC = """\
@@ -45,6 +46,15 @@ pcm.vcalld_test_speaker {{
     slave.pcm "null"
     file "{directory}/speaker.fifo"
     format "raw"
+}}
+# For clients that ask for their own format (Chromium): converted to the card's.
+pcm.vcalld_test_client_mic {{
+    type plug
+    slave {{ pcm "vcalld_test_mic"; rate 48000; channels 1; format S16_LE }}
+}}
+pcm.vcalld_test_client_speaker {{
+    type plug
+    slave {{ pcm "vcalld_test_speaker"; rate 48000; channels 2; format S16_LE }}
 }}
 """
 
@@ -100,6 +110,8 @@ def tone(
 class PipeSoundCard:
     MIC = "vcalld_test_mic"
     SPEAKER = "vcalld_test_speaker"
+    CLIENT_MIC = "vcalld_test_client_mic"  # 48 kHz mono s16 whatever the client asks
+    CLIENT_SPEAKER = "vcalld_test_client_speaker"  # 48 kHz stereo s16
 
     def __init__(self, directory: Path) -> None:
         self.directory = directory
@@ -148,17 +160,25 @@ class PipeSoundCard:
 
     @contextmanager
     def echoing(
-        self, rate: int, speaker_channels: int, room: Room, near: np.ndarray, near_at: float
+        self,
+        rate: int,
+        speaker_channels: int,
+        room: Room,
+        near: np.ndarray,
+        near_at: float,
+        *,
+        chunk_seconds: float = MIC_CHUNK_SECONDS,
     ) -> Iterator[list[tuple[np.ndarray, np.ndarray]]]:
         """The room around a hands-free device (speaker and mono mic both at `rate`): what
         the speaker plays comes back into the mic through `room`, and a local talker says
         `near` (floats, full scale 1.0) from `near_at` seconds on. Yields the list to which
-        each 20 ms written to the mic is appended, as its parts (echo, near)."""
-        chunk = int(rate * MIC_CHUNK_SECONDS)
+        each `chunk_seconds` written to the mic (the device's read size) is appended, as its
+        parts (echo, near)."""
+        chunk = int(rate * chunk_seconds)
         chunk_bytes = chunk * speaker_channels * 2
         speaker, played = self._pipes["speaker"], bytearray()
         echo_line = np.zeros(room.delay_frames(rate) + chunk)
-        near_from = int(near_at / MIC_CHUNK_SECONDS)
+        near_from = int(near_at / chunk_seconds)
         written: list[tuple[np.ndarray, np.ndarray]] = []
 
         def step(index: int) -> None:
@@ -179,7 +199,7 @@ class PipeSoundCard:
             self._to_mic((np.clip(echo + spoken, -1, 1) * 32767).astype("<i2"))
             written.append((echo, spoken))
 
-        with _paced(step, MIC_CHUNK_SECONDS):
+        with _paced(step, chunk_seconds):
             yield written
 
     def _to_mic(self, samples: np.ndarray) -> None:
