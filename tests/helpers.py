@@ -15,12 +15,15 @@ import pytest
 
 from vcalld.config import VcalldConfig
 from vcalld.daemon import Daemon
+from vcalld.media.sources.base import MediaSource
 from vcalld.service import serve
 
 
 @asynccontextmanager
-async def running(config: VcalldConfig) -> AsyncIterator[Daemon]:
-    daemon = Daemon(config)
+async def running(
+    config: VcalldConfig, video_source: MediaSource | None = None
+) -> AsyncIterator[Daemon]:
+    daemon = Daemon(config, video_source=video_source)
     ready = asyncio.Event()
     task = asyncio.create_task(
         serve(daemon, ready.set, handle_signals=False), name=f"daemon-{config.device.id}"

@@ -40,12 +40,14 @@ pcm.vcalld_test_mic {{
     file "/dev/null"
     infile "{directory}/mic.fifo"
     format "raw"
+    hint {{ show on; description "vcalld test microphone" }}
 }}
 pcm.vcalld_test_speaker {{
     type file
     slave.pcm "null"
     file "{directory}/speaker.fifo"
     format "raw"
+    hint {{ show on; description "vcalld test speaker" }}
 }}
 # For clients that ask for their own format (Chromium): converted to the card's.
 pcm.vcalld_test_client_mic {{

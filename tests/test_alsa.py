@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import subprocess
 from collections.abc import Callable, Iterator
 
 import numpy as np
@@ -13,7 +14,7 @@ import pytest
 from av import AudioFrame
 from av.frame import Frame
 
-from tests.helpers import eventually, received, running
+from tests.helpers import BIN, eventually, received, running
 from tests.soundcard import PcmTrack, PipeSoundCard, playing, tone
 from vcalld.commands import SetVolumeCommand
 from vcalld.config import AudioConfig, VcalldConfig
@@ -235,3 +236,14 @@ async def test_volume_without_a_speaker_is_refused(
     async with running(daemon_config(None, "dev-a")) as daemon:
         result = await daemon.execute(SetVolumeCommand(volume=0.5))
     assert result.error is not None and result.error.code == "no-speaker", result
+
+
+def test_vcalld_devices_lists_the_pcms_an_installer_can_name(card: PipeSoundCard) -> None:
+    listing = subprocess.run(
+        [str(BIN / "vcalld"), "devices"], capture_output=True, text=True, check=True, timeout=30
+    ).stdout
+    capture = listing.split("Capture PCMs (audio.device):\n")[1].split("Playback PCMs")[0]
+    playback = listing.split("Playback PCMs (speaker.device):\n")[1]
+    assert "  vcalld_test_mic\n" in capture
+    assert "  vcalld_test_speaker\n" in playback
+    assert listing.startswith("Cameras (a path, by-id name or card name works as video.device):")

@@ -109,11 +109,27 @@ def test_plugins_must_be_installed_and_of_the_right_kind(tmp_path: Path) -> None
     )
     assert problems(path) == [
         f"{path}:2: video.source: no source 'webcam' is installed "
-        '(installed: alsa, test-pattern, tone), got "webcam"',
+        '(installed: alsa, camera, test-pattern, tone), got "webcam"',
         f"{path}:4: audio.source: 'test-pattern' is a video source, not audio, "
         'got "test-pattern"',
         f"{path}:6: display.renderer: no renderer 'hdmi' is installed (installed: stats), "
         'got "hdmi"',
+    ]
+
+
+def test_camera_keys_name_the_control_and_what_it_takes(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        '[video]\nsource = "camera"\ncamera_format = "rgb"\n\n[video.controls]\n'
+        'brightness = 1.5\nZoom = 3\npower_line_frequency = "50 Hz"\n',
+    )
+    assert problems(path) == [
+        f"{path}:3: video.camera_format: input should be 'auto', 'mjpeg', 'yuyv', 'nv12' or "
+        "'h264', got \"rgb\"",
+        f"{path}:6: video.controls.brightness: a control takes an integer, true or false, or a "
+        "menu entry's label, got 1.5",
+        f"{path}:7: video.controls.Zoom: a control's name is lower case, as `vcalld devices` "
+        'lists it, got "Zoom"',
     ]
 
 

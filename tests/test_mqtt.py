@@ -119,7 +119,18 @@ BAD_COMMANDS = [
     (
         "frobnicate",
         b"",
-        "unknown command 'frobnicate' (known: join, leave, set-mute, set-volume, get-state)",
+        "unknown command 'frobnicate' (known: join, leave, set-mute, set-volume, "
+        "set-camera-control, get-state)",
+    ),
+    (
+        "set-camera-control",
+        b'{"control": "Brightness", "value": 3}',
+        "control: a control's name is lower case, as `vcalld devices` lists it",
+    ),
+    (
+        "set-camera-control",
+        b'{"control": "brightness", "value": 1.5}',
+        "value: a control takes an integer, true or false, or a menu entry's label",
     ),
     ("set-volume", b'{"volume": 5}', "volume: Input should be less than or equal to 4"),
     ("set-volume", b'{"participant": "p1"}', "volume: Field required"),

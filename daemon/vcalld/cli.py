@@ -13,6 +13,8 @@ from vcalld.config import DEFAULT_PATH, EX_CONFIG, ConfigError, VcalldConfig, lo
 from vcalld.demo import DEFAULT_FPS, DEFAULT_SIZE, run_demo
 from vcalld.logs import setup_logging
 from vcalld.media.alsa.devices import describe, list_audio_devices
+from vcalld.media.camera.linux import LinuxCameraSystem
+from vcalld.media.camera.listing import describe_cameras
 from vcalld.room.server import RoomServer
 from vcalld.service import run_service
 
@@ -25,7 +27,7 @@ def vcalld_main(argv: list[str] | None = None) -> int:
     run.add_argument("--config", type=Path, default=DEFAULT_PATH)
     check = commands.add_parser("check-config", help="validate a config file; exit 78 if bad")
     check.add_argument("file", type=Path, nargs="?", default=DEFAULT_PATH)
-    commands.add_parser("devices", help="list the sound cards and PCMs this machine offers")
+    commands.add_parser("devices", help="list the cameras, sound cards and PCMs of this machine")
     room = commands.add_parser("room-server", help="serve rooms and the browser client")
     room.add_argument("--config", type=Path, default=None)
     room.add_argument("--host")
@@ -55,6 +57,7 @@ def vcalld_main(argv: list[str] | None = None) -> int:
         asyncio.run(run_service(args.config, config))
         return 0
     if args.action == "devices":
+        print(describe_cameras(LinuxCameraSystem()))
         print(describe(list_audio_devices()))
         return 0
     if args.action == "room-server":

@@ -6,6 +6,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, model_validator
 
+from vcalld.config.models import ControlName, ControlSetting
 from vcalld.errors import InvalidCommandError, VcalldError
 from vcalld.state import DeviceState
 
@@ -50,16 +51,30 @@ class SetVolumeCommand(_Command):
     participant: str | None = Field(default=None, min_length=1, max_length=128)
 
 
+class SetCameraControlCommand(_Command):
+    """Set one control of the camera (`vcalld devices` lists each camera's, with ranges);
+    kept while the camera is unplugged and reopened. A menu takes its index or its label."""
+
+    command: Literal["set-camera-control"] = "set-camera-control"
+    control: ControlName
+    value: ControlSetting
+
+
 class GetStateCommand(_Command):
     command: Literal["get-state"] = "get-state"
 
 
 Command = Annotated[
-    JoinCommand | LeaveCommand | SetMuteCommand | SetVolumeCommand | GetStateCommand,
+    JoinCommand
+    | LeaveCommand
+    | SetMuteCommand
+    | SetVolumeCommand
+    | SetCameraControlCommand
+    | GetStateCommand,
     Field(discriminator="command"),
 ]
 _command_adapter: TypeAdapter[Command] = TypeAdapter(Command)
-COMMAND_NAMES = ("join", "leave", "set-mute", "set-volume", "get-state")
+COMMAND_NAMES = ("join", "leave", "set-mute", "set-volume", "set-camera-control", "get-state")
 
 
 class ErrorInfo(BaseModel):

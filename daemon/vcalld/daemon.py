@@ -20,20 +20,27 @@ from vcalld.commands import (
     GetStateCommand,
     JoinCommand,
     LeaveCommand,
+    SetCameraControlCommand,
     SetMuteCommand,
     SetVolumeCommand,
 )
 from vcalld.config import VcalldConfig
 from vcalld.errors import (
+    CameraUnavailableCommandError,
+    InvalidControlError,
+    NoCameraError,
     NoSpeakerError,
     ShuttingDownError,
     UnknownParticipantError,
     VcalldError,
 )
+from vcalld.media.camera.device import CameraUnavailableError, ControlError, ControlValue
 from vcalld.media.fanout import split
 from vcalld.media.outgoing import OutgoingMedia
 from vcalld.media.sinks.base import Renderer, load_renderer
 from vcalld.media.sinks.speaker import Speaker
+from vcalld.media.sources.base import MediaSource
+from vcalld.media.sources.camera import CameraSource
 from vcalld.media.voice.processor import process_microphone
 from vcalld.state import CallState, DeviceState, Participant, StateStore
 
@@ -41,9 +48,14 @@ log = logging.getLogger(__name__)
 
 
 class Daemon:
-    def __init__(self, config: VcalldConfig, renderer: Renderer | None = None) -> None:
+    def __init__(
+        self,
+        config: VcalldConfig,
+        renderer: Renderer | None = None,
+        video_source: MediaSource | None = None,
+    ) -> None:
         self.config = config
-        self.outgoing = OutgoingMedia(config)
+        self.outgoing = OutgoingMedia(config, video_source)
         self.renderer = renderer or load_renderer(config.display.renderer, config)
         self.voice = process_microphone(config, self.outgoing.audio_source)
         self.speaker = (
@@ -157,6 +169,19 @@ class Daemon:
             )
         elif isinstance(command, SetVolumeCommand):
             self._set_volume(command.participant, command.volume)
+        elif isinstance(command, SetCameraControlCommand):
+            await self._set_camera_control(command.control, command.value)
+
+    async def _set_camera_control(self, name: str, value: ControlValue) -> None:
+        camera = self.outgoing.video_source
+        if not isinstance(camera, CameraSource):
+            raise NoCameraError(f"the video source is {self.state.current.video_source}, no camera")
+        try:
+            await camera.set_control(name, value)
+        except ControlError as error:
+            raise InvalidControlError(f"{error.field}: {error}") from None
+        except CameraUnavailableError as error:
+            raise CameraUnavailableCommandError(str(error)) from None
 
     def _set_volume(self, participant_id: str | None, volume: float) -> None:
         if self.speaker is None:

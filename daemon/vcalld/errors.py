@@ -23,6 +23,18 @@ class NoSpeakerError(VcalldError):
     code = "no-speaker"
 
 
+class NoCameraError(VcalldError):
+    code = "no-camera"
+
+
+class CameraUnavailableCommandError(VcalldError):
+    code = "camera-unavailable"
+
+
+class InvalidControlError(VcalldError):
+    code = "invalid-control"
+
+
 class ShuttingDownError(VcalldError):
     code = "shutting-down"
 

@@ -144,6 +144,8 @@ def _validation_problem(
 def _dotted(loc: KeyPath) -> str:
     text = ""
     for part in loc:
+        if part == "[key]":  # pydantic's marker for a problem with a table's key itself
+            continue
         text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else part)
     return text or "(top level)"
 

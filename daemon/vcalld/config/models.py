@@ -4,16 +4,44 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import re
 import socket
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    PlainValidator,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from vcalld.config.sources import TomlDocumentSource
 from vcalld.plugins import RENDERER_GROUP, SOURCE_GROUP, plugin_validator
 
+CONTROL_NAME = re.compile(r"[a-z0-9_]{1,64}")
+
+
+def _control_name(name: str) -> str:
+    if not CONTROL_NAME.fullmatch(name):
+        raise ValueError("a control's name is lower case, as `vcalld devices` lists it")
+    return name
+
+
+def _control_value(value: object) -> int | bool | str:
+    if isinstance(value, int | str):  # bool is an int
+        return value
+    raise ValueError("a control takes an integer, true or false, or a menu entry's label")
+
+
+ControlName = Annotated[str, AfterValidator(_control_name)]
+ControlSetting = Annotated[
+    int | bool | str, PlainValidator(_control_value, json_schema_input_type=int | bool | str)
+]
 Port = Annotated[int, Field(ge=1, le=65535)]
 
 
@@ -109,6 +137,26 @@ class VideoConfig(Section):
     width: int = Field(default=640, ge=16, le=7680, multiple_of=2)
     height: int = Field(default=480, ge=16, le=4320, multiple_of=2)
     fps: int = Field(default=30, ge=1, le=120)
+    device: str = Field(
+        default="",
+        description=(
+            "Camera of the `camera` source: a device path (`/dev/video0`), a name under "
+            "`/dev/v4l/by-id`, or a card name as `vcalld devices` lists it; the first camera "
+            "when empty."
+        ),
+    )
+    camera_format: Literal["auto", "mjpeg", "yuyv", "nv12", "h264"] = Field(
+        default="auto",
+        description="Camera format; auto picks the one that reaches the size and rate best.",
+    )
+    controls: dict[ControlName, ControlSetting] = Field(
+        default_factory=dict,
+        description=(
+            "Camera controls set whenever the camera opens, by the names `vcalld devices` "
+            "lists: brightness, exposure_time_absolute, focus_absolute, zoom_absolute, "
+            'power_line_frequency ("50 Hz"), ...'
+        ),
+    )
 
 
 class AudioConfig(Section):

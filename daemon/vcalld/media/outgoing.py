@@ -13,15 +13,19 @@ from av.frame import Frame
 from vcalld.call.events import LocalMedia
 from vcalld.config import VcalldConfig
 from vcalld.media.fanout import Fanout
+from vcalld.media.frames import black_video
 from vcalld.media.sources.base import MediaSource, load_source
 
 AUDIO_SLOTS = 5  # 100 ms of 20 ms frames
 
 
 class OutgoingMedia:
-    def __init__(self, config: VcalldConfig) -> None:
+    def __init__(self, config: VcalldConfig, video_source: MediaSource | None = None) -> None:
+        """`video_source` replaces the configured one (a test's camera on a fake device)."""
         self.video_source: MediaSource | None = (
-            load_source(config.video.source, config.video) if config.video.enabled else None
+            (video_source or load_source(config.video.source, config.video))
+            if config.video.enabled
+            else None
         )
         self.audio_source: MediaSource | None = (
             load_source(config.audio.source, config.audio) if config.audio.enabled else None
@@ -65,10 +69,8 @@ class OutgoingMedia:
 
 
 def _black_like(frame: VideoFrame) -> VideoFrame:
-    """Muted video is black, like a browser's disabled track: peers keep their decoders."""
-    luma = np.full((frame.height, frame.width), 16, np.uint8)
-    chroma = np.full((frame.height // 2, frame.width), 128, np.uint8)
-    black = VideoFrame.from_ndarray(np.concatenate([luma, chroma]), format="yuv420p")
+    """Muted video is black, like a browser's disabled track."""
+    black = black_video(frame.width, frame.height)
     black.pts, black.time_base = frame.pts, frame.time_base
     return black
 

@@ -12,14 +12,14 @@ import alsaaudio
 import numpy as np
 from av import AudioFrame
 
-from vcalld.media.alsa.device import DeviceThread
+from vcalld.media.alsa.device import AlsaDeviceThread
 from vcalld.media.alsa.pcm import Direction, PcmSpec, available_frames
 from vcalld.media.layout import layout_of
 from vcalld.media.sources.base import ReportProblem
 from vcalld.media.voice.processor import VoiceProcessor
 
 
-class AlsaCapture(DeviceThread):
+class AlsaCapture(AlsaDeviceThread):
     """While the device is missing it emits silence at the device's pace, so the outgoing
     track never ends (an ended aiortc track kills its sender for good)."""
 

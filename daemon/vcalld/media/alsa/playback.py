@@ -8,7 +8,7 @@ import threading
 import alsaaudio
 import numpy as np
 
-from vcalld.media.alsa.device import DeviceThread
+from vcalld.media.alsa.device import AlsaDeviceThread
 from vcalld.media.alsa.pcm import Direction, PcmSpec, available_frames
 from vcalld.media.mixer import Mixer
 from vcalld.media.sources.base import ReportProblem
@@ -20,7 +20,7 @@ from vcalld.media.voice.processor import EchoReference
 RESTART_SILENCE_PERIODS = 2
 
 
-class AlsaPlayback(DeviceThread):
+class AlsaPlayback(AlsaDeviceThread):
     role = "speaker"
 
     def __init__(

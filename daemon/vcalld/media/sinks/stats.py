@@ -38,6 +38,7 @@ class VideoStats:
     pattern_frames: int = 0
     last_stamp: int | None = None
     first_frame_at: float | None = None
+    last: VideoFrame | None = None
     arrivals: deque[float] = field(default_factory=lambda: deque(maxlen=512))
 
     def add(self, frame: VideoFrame) -> None:
@@ -46,6 +47,7 @@ class VideoStats:
         self.first_frame_at = self.first_frame_at or now
         self.arrivals.append(now)
         self.width, self.height = frame.width, frame.height
+        self.last = frame
         if frame.format.name != "yuv420p":
             return
         luma = _plane(frame, 0)
@@ -72,6 +74,8 @@ class VideoStats:
             "pattern_frames": self.pattern_frames,
             "last_stamp": self.last_stamp,
             "first_frame_at": self.first_frame_at,
+            # How bright the latest picture is (0-255): black, or a control taking effect.
+            "luma": round(float(_plane(self.last, 0).mean()), 1) if self.last else None,
         }
 
 

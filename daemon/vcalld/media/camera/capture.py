@@ -1,0 +1,194 @@
+"""Camera capture in one thread per device: frames stamped on one clock, black frames while the
+camera is missing (the outgoing track must never end), and controls set between frames."""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from fractions import Fraction
+
+from av import VideoFrame
+
+from vcalld.media.camera.convert import FrameConverter
+from vcalld.media.camera.device import (
+    Camera,
+    CameraLostError,
+    CameraMode,
+    CameraSystem,
+    CameraUnavailableError,
+    ControlError,
+    ControlValue,
+    PixelFormat,
+    find_camera,
+)
+from vcalld.media.camera.modes import choose_mode, fit_within
+from vcalld.media.device_thread import DeviceThread
+from vcalld.media.frames import black_video
+from vcalld.media.sources.base import ReportProblem
+
+VIDEO_CLOCK = 90000
+READ_TIMEOUT_SECONDS = 0.25  # how long a control request or a stop waits at most
+STALL_SECONDS = 2.0  # a camera silent this long is reopened
+# While the camera is missing: enough frames to keep the sender and the peers' decoders going,
+# at a fraction of the encoding cost of the full rate.
+FILLER_FPS = 5
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class CaptureSettings:
+    device: str  # path, by-id name or card name; the first camera when empty
+    width: int
+    height: int
+    fps: int
+    pixel_format: PixelFormat | None = None  # None: the best the camera offers
+    controls: dict[str, ControlValue] = field(default_factory=dict)
+
+
+@dataclass
+class _Streaming:
+    camera: Camera
+    mode: CameraMode
+    converter: FrameConverter
+
+
+@dataclass(frozen=True)
+class _ControlRequest:
+    name: str
+    value: ControlValue
+    result: Future[int]
+
+
+class CameraCapture(DeviceThread[_Streaming]):
+    role = "camera"
+    fine_when_open = False
+    unavailable_errors = (CameraUnavailableError,)
+    lost_errors = (CameraLostError,)
+
+    def __init__(
+        self,
+        system: CameraSystem,
+        settings: CaptureSettings,
+        emit: Callable[[VideoFrame], None],
+        report: ReportProblem,
+    ) -> None:
+        super().__init__(f"camera-{settings.device or 'first'}", report)
+        self._system = system
+        self._settings = settings
+        self._emit = emit
+        # Kept across reopening: what config asked for, then what commands changed.
+        self._controls = dict(settings.controls)
+        self._requests: queue.SimpleQueue[_ControlRequest] = queue.SimpleQueue()
+        self._epoch = time.monotonic()
+        self._last_pts = -1
+        self._size = fit_within(settings.width, settings.height, settings.width, settings.height)
+        self.mode: CameraMode | None = None  # what the camera streams now
+
+    async def run(self) -> None:
+        try:
+            await super().run()
+        finally:
+            self._serve_requests(None)  # no thread is left to answer them
+
+    def set_control(self, name: str, value: ControlValue) -> Future[int]:
+        """Any thread: set a camera control between two frames. The future holds the value
+        the camera took, or `ControlError`, or `CameraUnavailableError` while it is missing."""
+        request = _ControlRequest(name, value, Future())
+        self._requests.put(request)
+        return request.result
+
+    def _open(self) -> _Streaming:
+        info = find_camera(self._system.cameras(), self._settings.device)
+        camera = self._system.open(info)
+        try:
+            wanted = choose_mode(
+                camera.modes(),
+                self._settings.width,
+                self._settings.height,
+                self._settings.fps,
+                self._settings.pixel_format,
+            )
+            mode = camera.start(wanted)
+        except BaseException:
+            camera.close()
+            raise
+        for name, value in self._controls.items():
+            try:
+                camera.set_control(name, value)
+            except ControlError as error:
+                log.warning("camera control %s: %s", name, error)
+        converter = FrameConverter(mode, self._settings.width, self._settings.height)
+        self._size = (converter.width, converter.height)
+        self.mode = mode
+        log.info(
+            "camera %s (%s): %s, sent as %dx%d",
+            info.path,
+            info.card,
+            mode,
+            converter.width,
+            converter.height,
+        )
+        return _Streaming(camera, mode, converter)
+
+    def _close(self, streaming: _Streaming) -> None:
+        self.mode = None
+        streaming.camera.close()
+
+    def _stream(self, streaming: _Streaming, stopping: threading.Event) -> None:
+        last_frame = time.monotonic()
+        delivering = False
+        while not stopping.is_set():
+            self._serve_requests(streaming.camera)
+            raw = streaming.camera.read(READ_TIMEOUT_SECONDS)
+            now = time.monotonic()
+            if raw is None:
+                if now - last_frame > STALL_SECONDS:
+                    raise CameraLostError(f"no frame for {STALL_SECONDS:g} s")
+                continue
+            last_frame = now
+            frame = streaming.converter.convert(raw)
+            if frame is not None:
+                if not delivering:
+                    delivering = True
+                    self._report(None)
+                self._send(frame)
+
+    def _idle(self, seconds: float) -> None:
+        period = 1 / FILLER_FPS
+        deadline = time.monotonic() + seconds
+        while not self._stopping.wait(min(period, max(0.0, deadline - time.monotonic()))):
+            self._serve_requests(None)
+            self._send(black_video(*self._size))
+            if time.monotonic() >= deadline:
+                return
+
+    def _serve_requests(self, camera: Camera | None) -> None:
+        while True:
+            try:
+                request = self._requests.get_nowait()
+            except queue.Empty:
+                return
+            if camera is None:
+                request.result.set_exception(CameraUnavailableError("the camera is unavailable"))
+                continue
+            try:
+                held = camera.set_control(request.name, request.value)
+            except ControlError as error:
+                request.result.set_exception(error)
+            else:
+                self._controls[request.name] = request.value
+                request.result.set_result(held)
+
+    def _send(self, frame: VideoFrame) -> None:
+        """Stamped on the monotonic clock, so timestamps run on across a reopened camera."""
+        pts = max(self._last_pts + 1, round((time.monotonic() - self._epoch) * VIDEO_CLOCK))
+        self._last_pts = pts
+        frame.pts = pts
+        frame.time_base = Fraction(1, VIDEO_CLOCK)
+        self._emit(frame)

@@ -1,0 +1,15 @@
+"""Frames made rather than captured."""
+
+from __future__ import annotations
+
+import numpy as np
+from av import VideoFrame
+
+BLACK_LUMA, NEUTRAL_CHROMA = 16, 128  # video range
+
+
+def black_video(width: int, height: int) -> VideoFrame:
+    """Black yuv420p: what a muted or missing camera sends, so peers keep their decoders."""
+    luma = np.full((height, width), BLACK_LUMA, np.uint8)
+    chroma = np.full((height // 2, width), NEUTRAL_CHROMA, np.uint8)
+    return VideoFrame.from_ndarray(np.concatenate([luma, chroma]), format="yuv420p")
