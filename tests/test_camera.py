@@ -5,10 +5,13 @@ in a call. The same code on the kernel's vivid camera is tested in the test bed.
 from __future__ import annotations
 
 import asyncio
+import os
+import stat
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import av
@@ -30,6 +33,7 @@ from vcalld.media.camera.device import (
     ControlError,
     find_camera,
 )
+from vcalld.media.camera.linux import LinuxCameraSystem
 from vcalld.media.camera.listing import describe_cameras
 from vcalld.media.camera.modes import choose_mode, fit_within
 from vcalld.media.frames import BLACK_LUMA
@@ -39,6 +43,7 @@ from vcalld.media.sources.camera import CameraSource
 from vcalld.room.server import RoomServer
 
 WEBCAM = fake_camera().modes
+V4L2_MAJOR = 81
 
 
 @pytest.mark.parametrize(
@@ -344,3 +349,34 @@ def test_devices_lists_each_camera_with_formats_rates_and_controls() -> None:
     assert "      power_line_frequency (menu: 0: Disabled, 1: 50 Hz, 2: 60 Hz) = 2" in listing
     webcam.unplug()
     assert describe_cameras(FakeCameraSystem(webcam)).endswith("  (none)")
+
+
+@pytest.fixture
+def lingering_node(tmp_path: Path) -> Path:
+    """/dev/video0 as it is for a moment after an unplug: the node is there, the device is
+    not (a V4L2 minor that no driver holds: opening it fails)."""
+    if os.geteuid() != 0:
+        pytest.skip("making a device node needs root")
+    os.mknod(tmp_path / "video0", 0o660 | stat.S_IFCHR, os.makedev(V4L2_MAJOR, 250))
+    return tmp_path
+
+
+def test_a_camera_node_that_no_longer_opens_is_not_listed(lingering_node: Path) -> None:
+    system = LinuxCameraSystem(lingering_node)
+    assert system.cameras() == []
+    assert describe_cameras(system).endswith("  (none)")
+
+
+async def test_capture_on_a_lingering_node_waits_in_black(lingering_node: Path) -> None:
+    """The real V4L2 code, not the fake: a vanishing camera is a problem to report, never an
+    exception that ends the daemon."""
+    source = CameraSource(_video(width=320, height=240), LinuxCameraSystem(lingering_node))
+    seen = Received()
+    task = asyncio.create_task(source.run(seen.publish, seen.problems.append))
+    await eventually(lambda: len(seen.frames) >= 3, within=5)
+    assert not task.done()
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert set(seen.problems) == {"camera unavailable: no camera found"}
+    assert all(_mean_luma(frame) == BLACK_LUMA for _, frame in seen.frames)

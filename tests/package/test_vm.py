@@ -1,6 +1,6 @@
 """The amd64 .deb on a real Debian 12 with systemd as PID 1 (the test bed VM, restricted network):
 install offline, run the hardened unit in a call, watchdog, SIGTERM, the kernel's snd-aloop sound
-card removed and returned, a bad config, upgrade, purge.
+card and vivid camera, each removed and returned, a bad config, upgrade, purge.
 
 The steps share one VM and run in file order, as an administrator would take them."""
 
@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import re
+import shlex
 import shutil
 import subprocess
 import textwrap
@@ -53,8 +54,9 @@ KIOSK_CONFIG = device_config("kiosk", KIOSK_SOCKET)
 # The peer only listens and looks: sending no video of its own leaves the emulated CPU to the
 # kiosk (video it receives all the same).
 PEER_CONFIG = device_config("peer", PEER_SOCKET).replace("[video]\n", "[video]\nenabled = false\n")
-# Polls the control socket with the guest's own python3: `vcallctl` imports the whole stack,
-# which takes seconds per call on the emulated CPU while two daemons encode.
+# Talks to the control socket with the guest's own python3: `vcallctl` imports the whole
+# stack, which takes seconds per call on the emulated CPU while two daemons encode. A third
+# argument is a command's JSON body, POSTed.
 CONTROL_GET = """\
 import http.client, socket, sys
 class UnixConnection(http.client.HTTPConnection):
@@ -62,7 +64,10 @@ class UnixConnection(http.client.HTTPConnection):
         self.sock = socket.socket(socket.AF_UNIX)
         self.sock.connect(sys.argv[2])
 connection = UnixConnection("vcalld")
-connection.request("GET", sys.argv[1])
+if len(sys.argv) > 3:
+    connection.request("POST", sys.argv[1], body=sys.argv[3])
+else:
+    connection.request("GET", sys.argv[1])
 print(connection.getresponse().read().decode())
 """
 
@@ -84,6 +89,14 @@ def deb() -> Path:
 
 def control(vm: Testbed, path: str, socket: str = KIOSK_SOCKET) -> dict[str, Any]:
     return vm.json(f"python3 /root/control_get.py {path} {socket}")  # type: ignore[no-any-return]
+
+
+def command(vm: Testbed, name: str, **arguments: Any) -> dict[str, Any]:
+    body = shlex.quote(json.dumps(arguments))
+    reply: dict[str, Any] = vm.json(
+        f"python3 /root/control_get.py /command/{name} {KIOSK_SOCKET} {body}"
+    )
+    return reply
 
 
 def in_call_with(vm: Testbed, names: list[str], socket: str = KIOSK_SOCKET) -> bool:
@@ -242,6 +255,87 @@ def test_sound_card_removed_and_returned_is_survived(vm: Testbed) -> None:
         vm.run("modprobe snd-aloop")
         until(lambda: sound_problems(vm) == (None, None), timeout=30)
         until(lambda: in_call_with(vm, ["peer"]) and peer_hears_itself(vm), timeout=60)
+        assert vm.unit_property("vcalld", "NRestarts") == restarts
+    finally:
+        vm.run("systemctl stop vcalld", timeout=60)
+
+
+VIVID = "modprobe vivid n_devs=1 node_types=0x1"  # one capture node: the webcam input
+KIOSK_WITH_CAMERA = KIOSK_CONFIG.replace(
+    "[video]\nwidth = 160\nheight = 120\n",
+    '[video]\nsource = "camera"\ndevice = "vivid"\nwidth = 320\nheight = 180\n',
+) + textwrap.dedent("""\
+    [video.controls]
+    test_pattern = "100% White"
+    osd_text_mode = "None"
+    """)
+WHITE, BLACK = 235, 16  # luma, video range
+RED = (60, 100)  # BT.601 or BT.709 red, whichever vivid picks for the colour space
+
+
+def kiosk_luma(vm: Testbed) -> float | None:
+    """How bright the peer sees the kiosk's picture now."""
+    luma: float | None = peer_received_from_kiosk(vm).get("video", {}).get("luma")
+    return luma
+
+
+def camera_problem(vm: Testbed) -> str | None:
+    problem: str | None = control(vm, "/state")["video_source_problem"]
+    return problem
+
+
+def test_vcalld_devices_lists_the_kernel_camera(vm: Testbed) -> None:
+    vm.run(VIVID)
+    listing = vm.run("vcalld devices")
+    assert "  /dev/video0: vivid (vivid, platform:vivid-000)" in listing
+    assert re.search(r"    YUYV: .*640x480 \(1/2/4/5/10/12\.5/15/25 fps\)", listing), listing
+    assert "      brightness (0 to 255, step 1, default 128) = 128" in listing
+    assert "      test_pattern (menu: 0: 75% Colorbar, 1: 100% Colorbar," in listing
+
+
+def test_kiosk_sends_the_kernel_camera_with_its_controls(vm: Testbed) -> None:
+    """linuxpy on vivid under the hardened unit: the camera found by its card name, NV12 (no
+    decoding) chosen for 320x180 at 10 fps, the picture that config's control asks for
+    reaching the peer, then changed by a command."""
+    vm.write("/etc/vcalld/vcalld.toml", KIOSK_WITH_CAMERA)
+    vm.run("systemctl start vcalld", timeout=120)
+    until(lambda: in_call_with(vm, ["peer"]), timeout=90)
+    until(lambda: (kiosk_luma(vm) or 0) > WHITE - 10, timeout=60)
+    video = peer_received_from_kiosk(vm)["video"]
+    assert (video["width"], video["height"]) == (320, 180)
+    assert video["fps"] >= 6, video
+    assert "camera /dev/video0 (vivid): NV12 320x180 at 10 fps" in vm.run(
+        "journalctl -u vcalld --no-pager"
+    )
+    assert camera_problem(vm) is None
+
+    reply = command(vm, "set-camera-control", control="test_pattern", value="100% Red")
+    assert reply["ok"], reply
+    until(lambda: RED[0] < (kiosk_luma(vm) or 0) < RED[1], timeout=30)
+    reply = command(vm, "set-camera-control", control="brightness", value=256)
+    assert reply["error"] == {
+        "code": "invalid-control",
+        "message": "value: brightness takes 0 to 255, not 256",
+    }
+
+
+def test_camera_removed_and_returned_is_survived(vm: Testbed) -> None:
+    """Unbinding vivid is what unplugging a USB camera does. The peer keeps a picture (black),
+    the state says why, nothing holds the module, and the camera comes back in the same call
+    and process with the control the command set."""
+    restarts = vm.unit_property("vcalld", "NRestarts")
+    try:
+        vm.run("echo vivid.0 > /sys/bus/platform/drivers/vivid/unbind")
+        until(lambda: camera_problem(vm) is not None, timeout=30)
+        assert (camera_problem(vm) or "").startswith("camera "), camera_problem(vm)
+        until(lambda: kiosk_luma(vm) == BLACK, timeout=30)  # the track went on, in black
+        until(lambda: vm.status("rmmod vivid") == 0, timeout=30)
+        assert in_call_with(vm, ["peer"])
+
+        vm.run(VIVID)
+        until(lambda: camera_problem(vm) is None, timeout=30)
+        until(lambda: RED[0] < (kiosk_luma(vm) or 0) < RED[1], timeout=60)
+        assert in_call_with(vm, ["peer"])
         assert vm.unit_property("vcalld", "NRestarts") == restarts
     finally:
         vm.run("systemctl stop vcalld", timeout=60)

@@ -68,7 +68,8 @@ class _ControlRequest:
 class CameraCapture(DeviceThread[_Streaming]):
     role = "camera"
     fine_when_open = False
-    unavailable_errors = (CameraUnavailableError,)
+    # Lost while it is being opened and set up: unavailable, and tried again.
+    unavailable_errors = (CameraUnavailableError, CameraLostError)
     lost_errors = (CameraLostError,)
 
     def __init__(
@@ -181,6 +182,9 @@ class CameraCapture(DeviceThread[_Streaming]):
                 held = camera.set_control(request.name, request.value)
             except ControlError as error:
                 request.result.set_exception(error)
+            except CameraLostError:
+                request.result.set_exception(CameraUnavailableError("the camera went away"))
+                raise
             else:
                 self._controls[request.name] = request.value
                 request.result.set_result(held)

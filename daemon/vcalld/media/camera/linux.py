@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-import errno
 import os
 import select
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
 from linuxpy.video.device import (
     BufferType,
+    Capability,
     ControlType,
     Device,
     FrameIntervalType,
@@ -17,7 +19,7 @@ from linuxpy.video.device import (
     PixelFormat,
     VideoCapture,
     human_pixel_format,
-    iter_video_capture_files,
+    iter_video_files,
 )
 
 from vcalld.media.camera.device import (
@@ -44,7 +46,6 @@ CONTROL_TYPES = {
     ControlType.MENU: "menu",
     ControlType.INTEGER_MENU: "menu",
 }
-LOST_ERRNOS = {errno.ENODEV, errno.EIO, errno.ENXIO, errno.EPIPE}
 
 
 class LinuxCameraSystem:
@@ -58,10 +59,12 @@ class LinuxCameraSystem:
             for link in sorted(by_id.iterdir()):
                 aliases.setdefault(os.path.realpath(link), []).append(link.name)
         found = []
-        for path in sorted(iter_video_capture_files(self._dev), key=_device_number):
+        for path in sorted(iter_video_files(self._dev), key=_device_number):
             try:
                 with Device(path) as device:
                     info = device.info
+                    if Capability.VIDEO_CAPTURE not in info.device_capabilities:
+                        continue  # an output, metadata or radio node
                     found.append(
                         CameraInfo(
                             path=str(path),
@@ -72,7 +75,7 @@ class LinuxCameraSystem:
                         )
                     )
             except OSError:
-                continue  # gone between the listing and the look
+                continue  # going away: the node lingers a moment after an unplug
         return found
 
     def open(self, camera: CameraInfo) -> LinuxCamera:
@@ -92,6 +95,10 @@ class LinuxCamera:
         self._format: Any = None
 
     def modes(self) -> list[CameraMode]:
+        with _errors_as(CameraUnavailableError):
+            return self._modes()
+
+    def _modes(self) -> list[CameraMode]:
         modes = []
         for image_format in self._device.info.buffer_formats(BufferType.VIDEO_CAPTURE):
             fourcc = _fourcc(image_format.pixel_format)
@@ -124,15 +131,11 @@ class LinuxCamera:
 
     def read(self, timeout: float) -> RawFrame | None:
         assert self._capture is not None and self._capture.buffer is not None
-        try:
+        with _errors_as(CameraLostError):
             ready, _, _ = select.select([self._device], [], [], timeout)
             if not ready:
                 return None
             data, _ = self._capture.buffer.raw_grab()
-        except OSError as error:
-            if error.errno in LOST_ERRNOS:
-                raise CameraLostError(error.strerror) from None
-            raise
         fourcc = _fourcc(self._format.pixel_format)
         assert fourcc is not None
         return RawFrame(
@@ -144,6 +147,10 @@ class LinuxCamera:
         )
 
     def controls(self) -> list[CameraControl]:
+        with _errors_as(CameraLostError):
+            return self._controls()
+
+    def _controls(self) -> list[CameraControl]:
         controls = []
         for control in self._device.controls.values():
             kind = CONTROL_TYPES.get(control.type)
@@ -176,14 +183,25 @@ class LinuxCamera:
             raise ControlError(f"the camera refused {value!r}: {error.strerror}") from None
 
     def close(self) -> None:
-        try:
-            if self._capture is not None:
-                self._capture.close()
-        except OSError:
-            pass  # the device is gone; closing its file is all that is left
-        finally:
-            self._capture = None
-            self._device.close()
+        """Every step even when the one before fails, as they do on a device that is gone:
+        a buffer left mapped would hold the driver (its module could not even be unloaded)."""
+        capture, self._capture = self._capture, None
+        if capture is not None and capture.buffer is not None:
+            with suppress(OSError):
+                capture.stream_off()
+            with suppress(OSError):
+                capture.disarm()  # unmaps the buffers, then asks the driver to free them
+        self._device.close()
+
+
+@contextmanager
+def _errors_as(kind: type[Exception]) -> Iterator[None]:
+    """The device's OS errors as the camera interface's: a camera that fails an ioctl while
+    it is opened is unavailable, one that fails while streaming is lost; both are reopened."""
+    try:
+        yield
+    except OSError as error:
+        raise kind(error.strerror or str(error)) from None
 
 
 def _fourcc(pixel_format: PixelFormat) -> Fourcc | None:

@@ -4,7 +4,13 @@ from __future__ import annotations
 
 from collections import defaultdict
 
-from vcalld.media.camera.device import CameraMode, CameraSystem, CameraUnavailableError
+from vcalld.media.camera.device import (
+    Camera,
+    CameraLostError,
+    CameraMode,
+    CameraSystem,
+    CameraUnavailableError,
+)
 
 
 def describe_cameras(system: CameraSystem) -> str:
@@ -16,18 +22,21 @@ def describe_cameras(system: CameraSystem) -> str:
         lines.append(f"  {info.path}: {info.card} ({info.driver}, {info.bus})")
         lines += [f"    by-id: {name}" for name in info.by_id]
         try:
-            camera = system.open(info)
-        except CameraUnavailableError as error:
-            lines.append(f"    {error}")
-            continue
-        try:
-            lines += [f"    {line}" for line in _formats(camera.modes())]
-            controls = camera.controls()
-            lines.append("    controls (video.controls, set-camera-control):")
-            lines += [f"      {control.describe()}" for control in controls] or ["      (none)"]
-        finally:
-            camera.close()
+            lines += _capabilities(system.open(info))
+        except (CameraUnavailableError, CameraLostError) as error:
+            lines.append(f"    cannot read it: {error}")
     return "\n".join(lines)
+
+
+def _capabilities(camera: Camera) -> list[str]:
+    try:
+        lines = [f"    {line}" for line in _formats(camera.modes())]
+        controls = camera.controls()
+    finally:
+        camera.close()
+    lines.append("    controls (video.controls, set-camera-control):")
+    lines += [f"      {control.describe()}" for control in controls] or ["      (none)"]
+    return lines
 
 
 def _formats(modes: list[CameraMode]) -> list[str]:
