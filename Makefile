@@ -7,9 +7,11 @@ BIN := $(VENV)/bin
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # Build headers for pyalsaaudio, systemd-python and the binding to WebRTC's audio processing;
 # chromium and mosquitto are the real peers the tests start, espeak-ng speaks in the echo
-# tests; systemd brings systemd-analyze and systemd-sysusers for the unit's tests.
+# tests; systemd brings systemd-analyze and systemd-sysusers for the unit's tests; SDL2,
+# SDL2_ttf and the DejaVu font draw the screen (PySDL2 loads them).
 APT_PACKAGES := python3-venv python3-dev gcc g++ pkg-config libasound2-dev libsystemd-dev \
-	libwebrtc-audio-processing-dev iproute2 util-linux chromium mosquitto systemd espeak-ng
+	libwebrtc-audio-processing-dev iproute2 util-linux chromium mosquitto systemd espeak-ng \
+	libsdl2-2.0-0 libsdl2-ttf-2.0-0 fonts-dejavu-core
 DEMO_ARGS ?= --with-peer --duration 30
 PYTEST_ARGS ?=
 BENCH_ARGS ?=
@@ -28,7 +30,7 @@ define apt_install
 	fi
 endef
 
-.PHONY: demo test lint pytest test-package bench bench-audio bench-mqtt deb clean
+.PHONY: demo test lint pytest test-package bench bench-audio bench-mqtt bench-video deb clean
 
 demo: $(VENV)/.installed
 	$(BIN)/vcalld demo $(DEMO_ARGS)
@@ -57,6 +59,11 @@ bench: $(VENV)/.installed
 
 bench-audio: $(VENV)/.installed
 	$(SUDO) unshare --net sh -c 'ip link set lo up && exec $(BIN)/python -m bench.audio_path $(BENCH_ARGS)'
+
+# FFmpeg's command line is the peer: the same decoding and composing, in the same run.
+bench-video: $(VENV)/.installed
+	$(call apt_install,ffmpeg)
+	$(SUDO) unshare --net sh -c 'ip link set lo up && exec $(BIN)/python -m bench.camera_display $(BENCH_ARGS)'
 
 bench-mqtt: $(VENV)/.installed
 	$(SUDO) unshare --net sh -c 'ip link set lo up && exec $(BIN)/python -m bench.mqtt_latency $(BENCH_ARGS)'

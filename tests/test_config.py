@@ -112,7 +112,7 @@ def test_plugins_must_be_installed_and_of_the_right_kind(tmp_path: Path) -> None
         '(installed: alsa, camera, test-pattern, tone), got "webcam"',
         f"{path}:4: audio.source: 'test-pattern' is a video source, not audio, "
         'got "test-pattern"',
-        f"{path}:6: display.renderer: no renderer 'hdmi' is installed (installed: stats), "
+        f"{path}:6: display.renderer: no renderer 'hdmi' is installed (installed: display, stats), "
         'got "hdmi"',
     ]
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from contextlib import suppress
 from typing import Any
 
@@ -37,7 +37,7 @@ from vcalld.errors import (
 from vcalld.media.camera.device import CameraUnavailableError, ControlError, ControlValue
 from vcalld.media.fanout import split
 from vcalld.media.outgoing import OutgoingMedia
-from vcalld.media.sinks.base import Renderer, load_renderer
+from vcalld.media.sinks.base import Renderer, ScreenRenderer, load_renderer
 from vcalld.media.sinks.speaker import Speaker
 from vcalld.media.sources.base import MediaSource
 from vcalld.media.sources.camera import CameraSource
@@ -92,6 +92,7 @@ class Daemon:
             runners = self.outgoing.runners(self._source_problem)
             if self.speaker is not None:
                 runners["speaker"] = self.speaker.run()
+            runners |= self._screen_runners()
             self._workers = [
                 tasks.create_task(runner, name=name) for name, runner in runners.items()
             ]
@@ -107,6 +108,21 @@ class Daemon:
 
     def stop(self) -> None:
         self._stop.set()
+
+    def _screen_runners(self) -> dict[str, Coroutine[Any, Any, None]]:
+        """A renderer with a screen: its thread, the call it follows, the self view."""
+        screen = self.renderer
+        if not isinstance(screen, ScreenRenderer):
+            return {}
+        self.state.listen(screen.show_state)
+        screen.show_state(self.state.current)
+        runners = {
+            "display": screen.run(functools.partial(self._problem_changed, "display_problem"))
+        }
+        local_video = self.outgoing.local_media().video
+        if self.config.display.self_view and local_video is not None:
+            runners["self-view"] = screen.render_local(local_video())
+        return runners
 
     def health_problem(self) -> str | None:
         """Why the daemon should not pass for alive (systemd's watchdog), or None."""

@@ -40,6 +40,7 @@ class DeviceState(BaseModel):
     audio_source_problem: str | None = None
     video_source_problem: str | None = None
     speaker_problem: str | None = None
+    display_problem: str | None = None
     # The broker connection: "connected", or why not ("unreachable: ...", "refused: ...",
     # "lost: ..."); None without MQTT. Seen locally and in the journal while the fleet cannot.
     mqtt: str | None = None

@@ -215,8 +215,30 @@ class VoiceConfig(Section):
 
 class DisplayConfig(Section):
     renderer: RendererName = Field(
-        default="stats", description="Entry point in `vcalld.renderers`."
+        default="stats",
+        description="Entry point in `vcalld.renderers`: `display` (the screen) or `stats`.",
     )
+    driver: Literal["auto", "kmsdrm", "x11", "wayland", "offscreen"] = Field(
+        default="auto",
+        description=(
+            "How the `display` renderer reaches the screen: auto takes Wayland or X11 when a "
+            "session is there, else KMS/DRM (no desktop at all)."
+        ),
+    )
+    width: int = Field(
+        default=0, ge=0, le=7680, description="0: the display's own mode, full screen."
+    )
+    height: int = Field(default=0, ge=0, le=4320)
+    rotation: Literal[0, 90, 180, 270] = Field(
+        default=0, description="Degrees clockwise the picture is turned, for portrait kiosks."
+    )
+    self_view: bool = Field(default=False, description="Show the device's own picture too.")
+
+    @model_validator(mode="after")
+    def _size_together(self) -> DisplayConfig:
+        if (self.width == 0) != (self.height == 0):
+            raise ValueError("give width and height together, or neither")
+        return self
 
 
 class MqttTlsConfig(Section):

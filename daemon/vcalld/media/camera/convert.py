@@ -10,6 +10,7 @@ import av
 import numpy as np
 from av import VideoFrame
 from av.video.frame import PictureType
+from av.video.reformatter import VideoReformatter
 
 from vcalld.media.camera.device import CameraMode, RawFrame
 from vcalld.media.camera.modes import fit_within
@@ -27,6 +28,8 @@ class FrameConverter:
         self.width, self.height = fit_within(mode.width, mode.height, box_width, box_height)
         codec = DECODERS.get(mode.pixel_format)
         self._decoder = av.CodecContext.create(codec, "r") if codec is not None else None
+        # Kept: a frame's own reformat() builds a new scaler for every decoded frame.
+        self._scaler = VideoReformatter()
         self.corrupt = 0  # compressed frames the decoder refused, each skipped
 
     def convert(self, raw: RawFrame) -> VideoFrame | None:
@@ -37,7 +40,9 @@ class FrameConverter:
         if frame is None:
             return None
         if (frame.width, frame.height, frame.format.name) != (self.width, self.height, "yuv420p"):
-            frame = frame.reformat(width=self.width, height=self.height, format="yuv420p")
+            frame = self._scaler.reformat(
+                frame, width=self.width, height=self.height, format="yuv420p"
+            )
         frame.pict_type = PictureType.NONE
         return frame
 

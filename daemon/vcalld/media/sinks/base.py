@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from aiortc.mediastreams import MediaStreamTrack
 
 from vcalld.config import VcalldConfig
 from vcalld.plugins import RENDERER_GROUP, load_plugin
+
+if TYPE_CHECKING:
+    from vcalld.media.sources.base import ReportProblem
+    from vcalld.state import DeviceState
 
 
 class Renderer(Protocol):
@@ -20,6 +24,20 @@ class Renderer(Protocol):
     def snapshot(self) -> dict[str, Any]:
         """What is being shown or played, per participant id (JSON-ready); at least
         `{"video": {"fps", "width", "height"}}` for a participant whose video is shown."""
+
+
+@runtime_checkable
+class ScreenRenderer(Protocol):
+    """A renderer with a screen of its own: a thread the daemon owns, the call's participants
+    to lay out (placeholders for those without a picture), and the device's own picture."""
+
+    async def run(self, report: ReportProblem) -> None:
+        """Keep the screen until cancelled; `report` hears why it cannot be shown."""
+
+    def show_state(self, state: DeviceState) -> None: ...
+
+    async def render_local(self, track: MediaStreamTrack) -> None:
+        """Show this device's own outgoing video (the self view) until the track ends."""
 
 
 class RendererFactory(Protocol):

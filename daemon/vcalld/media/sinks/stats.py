@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from av import AudioFrame, VideoFrame
+from av.frame import Frame
 
 from vcalld.config import VcalldConfig
 from vcalld.media.layout import s16_samples
@@ -25,7 +26,7 @@ ANALYSIS_SECONDS = 0.5
 
 def _plane(frame: VideoFrame, index: int) -> Plane:
     plane = frame.planes[index]
-    rows = np.frombuffer(bytes(plane), np.uint8).reshape(plane.height, plane.line_size)
+    rows = np.frombuffer(memoryview(plane), np.uint8).reshape(plane.height, plane.line_size)
     return rows[:, : plane.width]
 
 
@@ -197,8 +198,15 @@ class StatsRenderer:
                     media.video.add(frame)
                 elif isinstance(frame, AudioFrame):
                     media.audio.add(frame)
+                else:
+                    continue
+                self.take_frame(participant_id, frame)
         except MediaStreamError:
             return
+
+    def take_frame(self, participant_id: str, frame: Frame) -> None:
+        """Each frame, after it is measured: a renderer that also shows frames takes them here,
+        and can be handed frames from elsewhere the same way (a bench, a test)."""
 
     def forget(self, participant_id: str) -> None:
         self._participants.pop(participant_id, None)

@@ -1,0 +1,118 @@
+"""What the screen should show for each participant, told by the media themselves: the newest
+picture, and whether the camera is off or the microphone muted (the call's signalling carries
+neither; a browser or a vcalld that mutes sends black frames and digital silence)."""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass
+
+import numpy as np
+from av import AudioFrame, VideoFrame
+
+from vcalld.media.frames import BLACK_LUMA
+from vcalld.media.layout import s16_samples
+
+VIDEO_GONE_SECONDS = 1.0  # no picture this long: the camera is off (or the network is)
+MUTED_SECONDS = 1.0  # exact digital silence this long: muted (a live microphone never is)
+DARK_LUMA = BLACK_LUMA + 8
+SAMPLE_STEP = 16  # every 16th pixel of every 16th row decides whether a picture is black
+
+
+@dataclass(frozen=True)
+class TileView:
+    """One tile, as the display thread draws it."""
+
+    key: str  # participant id, or SELF for the device's own picture
+    name: str
+    frame: VideoFrame | None  # None: draw `placeholder`
+    sequence: int  # changes with every new frame: upload only then
+    placeholder: str | None
+    muted: bool
+
+
+SELF = "self"
+
+
+@dataclass
+class _Tile:
+    name: str
+    connection: str = "new"
+    frame: VideoFrame | None = None
+    sequence: int = 0
+    frame_at: float = 0.0
+    dark: bool = False
+    silent_since: float | None = None
+
+
+class Tiles:
+    """Written on the event loop, read by the display thread; `changed` wakes the latter."""
+
+    def __init__(self) -> None:
+        self._tiles: dict[str, _Tile] = {}
+        self._lock = threading.Lock()
+        self.changed = threading.Event()
+
+    def participants(self, participants: list[tuple[str, str, str]]) -> None:
+        """The call's participants, in the order they joined: (id, name, connection)."""
+        with self._lock:
+            kept = {key: tile for key, tile in self._tiles.items() if key == SELF}
+            for participant_id, name, connection in participants:
+                tile = self._tiles.get(participant_id) or _Tile(name)
+                tile.name, tile.connection = name, connection
+                kept[participant_id] = tile
+            self._tiles = kept
+        self.changed.set()
+
+    def show_self(self, name: str) -> None:
+        with self._lock:
+            self._tiles.setdefault(SELF, _Tile(name, connection="connected"))
+
+    def video(self, key: str, frame: VideoFrame) -> None:
+        luma = np.frombuffer(memoryview(frame.planes[0]), np.uint8)
+        luma = luma.reshape(-1, frame.planes[0].line_size)
+        dark = int(luma[::SAMPLE_STEP, : frame.width : SAMPLE_STEP].max()) <= DARK_LUMA
+        with self._lock:
+            tile = self._tiles.get(key)
+            if tile is None:
+                return  # gone from the call; its track is about to end
+            tile.frame, tile.frame_at, tile.dark = frame, time.monotonic(), dark
+            tile.sequence += 1
+        self.changed.set()
+
+    def audio(self, key: str, frame: AudioFrame) -> None:
+        silent = not s16_samples(frame).any()
+        with self._lock:
+            tile = self._tiles.get(key)
+            if tile is None:
+                return
+            if not silent:
+                tile.silent_since = None
+            elif tile.silent_since is None:
+                tile.silent_since = time.monotonic()
+
+    def forget(self, key: str) -> None:
+        with self._lock:
+            self._tiles.pop(key, None)
+        self.changed.set()
+
+    def views(self) -> tuple[list[TileView], TileView | None]:
+        """The remote participants' tiles, and the device's own picture if shown."""
+        now = time.monotonic()
+        with self._lock:
+            views = [self._view(key, tile, now) for key, tile in self._tiles.items()]
+        remote = [view for view in views if view.key != SELF]
+        own = next((view for view in views if view.key == SELF and view.frame), None)
+        return remote, own
+
+    @staticmethod
+    def _view(key: str, tile: _Tile, now: float) -> TileView:
+        placeholder = None
+        if tile.connection != "connected":
+            placeholder = "connecting…"
+        elif tile.frame is None or tile.dark or now - tile.frame_at > VIDEO_GONE_SECONDS:
+            placeholder = "camera off"
+        muted = tile.silent_since is not None and now - tile.silent_since >= MUTED_SECONDS
+        frame = tile.frame if placeholder is None else None
+        return TileView(key, tile.name, frame, tile.sequence, placeholder, muted)

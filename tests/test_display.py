@@ -1,0 +1,230 @@
+"""The kiosk screen through real SDL2 (Debian's libSDL2, its offscreen driver): the composed
+screen is read back and every tile checked for its participant's picture at its place, with
+labels, placeholders, letterboxing, rotation and the self view; and a call shown on it."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+import numpy as np
+import pytest
+from av import VideoFrame
+
+from tests.helpers import eventually, received, running, video_ok
+from vcalld.commands import SetMuteCommand
+from vcalld.config import VcalldConfig
+from vcalld.media.display.compositor import PLACEHOLDER_GREY
+from vcalld.media.display.layout import GAP, Rect, grid, letterbox, self_view
+from vcalld.media.display.screen_thread import Screenshot
+from vcalld.media.pattern import bars_match, read_stamp
+from vcalld.media.sinks.display import DisplayRenderer
+from vcalld.media.sinks.stats import _plane
+from vcalld.room.server import RoomServer
+from vcalld.state import CallState, DeviceState, Participant
+
+WIDTH, HEIGHT = 1280, 720
+# One colour per participant, far enough apart to tell after YUV and back.
+COLOURS = [
+    (220, 40, 40),
+    (40, 200, 40),
+    (40, 60, 220),
+    (230, 220, 40),
+    (200, 40, 200),
+    (40, 210, 210),
+    (240, 140, 30),
+]
+
+
+def test_grid_shapes_for_one_to_seven_and_a_portrait_screen() -> None:
+    half = (WIDTH - GAP) // 2
+    assert grid(1, WIDTH, HEIGHT) == [Rect(0, 0, WIDTH, HEIGHT)]
+    assert grid(2, WIDTH, HEIGHT) == [Rect(0, 0, half, HEIGHT), Rect(half + GAP, 0, half, HEIGHT)]
+    row = (HEIGHT - GAP) // 2
+    assert grid(4, WIDTH, HEIGHT) == [
+        Rect(0, 0, half, row),
+        Rect(half + GAP, 0, half, row),
+        Rect(0, row + GAP, half, row),
+        Rect(half + GAP, row + GAP, half, row),
+    ]
+    seven = grid(7, WIDTH, HEIGHT)  # 3 + 3 + 1, the last one centred
+    third, row = (WIDTH - 2 * GAP) // 3, (HEIGHT - 2 * GAP) // 3
+    assert [tile.y for tile in seven] == [0] * 3 + [row + GAP] * 3 + [2 * (row + GAP)]
+    assert seven[6] == Rect((WIDTH - third) // 2, 2 * (row + GAP), third, row)
+    # A portrait screen stacks two people rather than squeezing them side by side.
+    assert grid(2, 720, 1280) == [Rect(0, 0, 720, 638), Rect(0, 642, 720, 638)]
+
+
+def test_letterbox_keeps_the_shape_and_self_view_sits_in_the_corner() -> None:
+    assert letterbox(640, 480, Rect(0, 0, 1280, 720)) == Rect(160, 0, 960, 720)
+    assert letterbox(1280, 720, Rect(100, 0, 400, 600)) == Rect(100, 188, 400, 224)
+    assert self_view(1280, 720, 640, 480) == Rect(1280 - 320 - 16, 720 - 240 - 16, 320, 240)
+
+
+def solid(rgb: tuple[int, int, int], width: int = 640, height: int = 360) -> VideoFrame:
+    picture = np.empty((height, width, 3), np.uint8)
+    picture[:] = rgb
+    return VideoFrame.from_ndarray(picture, format="rgb24").reformat(format="yuv420p")
+
+
+def colour_near(pixel: np.ndarray, rgb: tuple[int, int, int], tolerance: int = 14) -> bool:
+    return bool(np.all(np.abs(pixel.astype(int) - np.array(rgb)) <= tolerance))
+
+
+@asynccontextmanager
+async def screen(**display: Any) -> AsyncIterator[DisplayRenderer]:
+    settings = {"renderer": "display", "driver": "offscreen", "width": WIDTH, "height": HEIGHT}
+    config = VcalldConfig.model_validate({"display": {**settings, **display}})
+    renderer = DisplayRenderer(config)
+    problems: list[str | None] = []
+    task = asyncio.create_task(renderer.run(problems.append))
+    try:
+        await eventually(lambda: problems == [None], within=5)
+        yield renderer
+    finally:
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+
+def in_call(*people: tuple[str, str, str]) -> DeviceState:
+    participants = [Participant(id=i, name=n, connection=c) for i, n, c in people]
+    return DeviceState(device_id="kiosk", call=CallState.IN_CALL, participants=participants)
+
+
+def show(renderer: DisplayRenderer, count: int) -> None:
+    people = [(f"p{index}", f"Person {index}", "connected") for index in range(count)]
+    renderer.show_state(in_call(*people))
+    for index in range(count):
+        renderer.take_frame(f"p{index}", solid(COLOURS[index]))
+
+
+def label_is_written(pixels: np.ndarray, tile: Rect) -> bool:
+    """White text on the dark backing in the tile's bottom left corner."""
+    corner = pixels[tile.y + tile.height * 3 // 4 : tile.y + tile.height, tile.x : tile.x + 200]
+    return bool((corner.min(axis=2) > 200).sum() > 30)
+
+
+@pytest.mark.parametrize("count", [1, 2, 4, 7])
+async def test_every_participant_is_in_its_tile_with_its_name(count: int) -> None:
+    async with screen() as renderer:
+        show(renderer, count)
+        shot = await renderer.screenshot()
+    assert shot.pixels.shape == (HEIGHT, WIDTH, 3)
+    assert len(shot.tiles) == count
+    for index, tile in enumerate(shot.tiles):
+        x, y = tile.centre
+        assert colour_near(shot.pixels[y, x], COLOURS[index]), (index, shot.pixels[y, x])
+        assert label_is_written(shot.pixels, tile), index
+    # Tiles are the grid's: left to right, then top to bottom.
+    assert [tile.centre for tile in shot.tiles] == sorted(
+        (tile.centre for tile in shot.tiles), key=lambda centre: (centre[1], centre[0])
+    )
+
+
+async def test_placeholders_say_why_there_is_no_picture() -> None:
+    async with screen() as renderer:
+        renderer.show_state(
+            in_call(("a", "Ann", "connecting"), ("b", "Ben", "connected"), ("c", "Cy", "connected"))
+        )
+        renderer.take_frame("c", solid((0, 0, 0)))  # what a muted camera sends
+        shot = await renderer.screenshot()
+    for tile in shot.tiles:
+        region = shot.pixels[tile.y + 20 : tile.y + tile.height // 3, tile.x + 20 : tile.x + 200]
+        assert (region == PLACEHOLDER_GREY).all()  # grey, not a picture
+        x, y = tile.centre
+        middle = shot.pixels[y - 20 : y + 20, x - 150 : x + 150]
+        assert (middle.min(axis=2) > 200).sum() > 50  # "connecting…" / "camera off" written
+
+
+async def test_a_picture_of_another_shape_is_letterboxed() -> None:
+    async with screen() as renderer:
+        renderer.show_state(in_call(("a", "Ann", "connected")))
+        renderer.take_frame("a", solid(COLOURS[0], 640, 480))  # 4:3 on a 16:9 screen
+        shot = await renderer.screenshot()
+    assert (shot.pixels[HEIGHT // 2, :150] == 0).all()  # bars left and right
+    assert (shot.pixels[HEIGHT // 2, -150:] == 0).all()
+    assert colour_near(shot.pixels[HEIGHT // 2, 170], COLOURS[0])
+    assert colour_near(shot.pixels[HEIGHT // 2, WIDTH - 170], COLOURS[0])
+
+
+@pytest.mark.parametrize("rotation", [90, 180, 270])
+async def test_a_turned_screen_shows_the_grid_turned(rotation: int) -> None:
+    """Portrait kiosks: the grid is laid out for the turned screen and turned as a whole."""
+    async with screen(rotation=rotation) as renderer:
+        show(renderer, 2)
+        shot = await renderer.screenshot()
+    assert shot.pixels.shape == (HEIGHT, WIDTH, 3)
+    turned = np.rot90(shot.pixels, k=rotation // 90)  # undo the clockwise turn
+    if rotation in (90, 270):
+        assert turned.shape == (WIDTH, HEIGHT, 3)  # laid out portrait: one above the other
+        assert shot.tiles[0].y < shot.tiles[1].y
+    for index, tile in enumerate(shot.tiles):
+        x, y = tile.centre
+        assert colour_near(turned[y, x], COLOURS[index]), (rotation, index, turned[y, x])
+
+
+async def test_the_self_view_is_drawn_over_the_corner() -> None:
+    async with screen(self_view=True) as renderer:
+        show(renderer, 1)
+        own = asyncio.Queue[VideoFrame]()
+        await own.put(solid(COLOURS[3], 640, 480))
+
+        class OwnTrack:
+            kind = "video"
+
+            async def recv(self) -> VideoFrame:
+                return await own.get()
+
+        task = asyncio.create_task(renderer.render_local(OwnTrack()))  # type: ignore[arg-type]
+        await asyncio.sleep(0.2)
+        shot = await renderer.screenshot()
+        task.cancel()
+    corner = self_view(WIDTH, HEIGHT, 640, 480)
+    x, y = corner.centre
+    assert colour_near(shot.pixels[y, x], COLOURS[3])
+    assert colour_near(shot.pixels[100, 640], COLOURS[0])  # the remote tile around it
+
+
+def tile_picture(shot: Screenshot, index: int, width: int, height: int) -> VideoFrame:
+    """What a tile shows, cut out of the screen and made a frame of the sent size again."""
+    box = letterbox(width, height, shot.tiles[index])
+    rgb = shot.pixels[box.y : box.y + box.height, box.x : box.x + box.width]
+    frame = VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24")
+    return frame.reformat(width=width, height=height, format="yuv420p")
+
+
+@pytest.mark.slow
+async def test_a_call_on_the_screen_shows_the_peer_and_its_camera_going_off(
+    room_server: RoomServer, daemon_config: Callable[..., VcalldConfig]
+) -> None:
+    """The far end's stamped test pattern, decoded from the screen itself; then black frames
+    (video muted over there) turn the tile into "camera off"."""
+    display = {"renderer": "display", "driver": "offscreen", "width": WIDTH, "height": HEIGHT}
+    kiosk_config = daemon_config(room_server, "kiosk", display=display)
+    async with (
+        running(kiosk_config) as kiosk,
+        running(daemon_config(room_server, "peer")) as peer,
+    ):
+        assert isinstance(kiosk.renderer, DisplayRenderer)
+        renderer = kiosk.renderer
+        await eventually(lambda: video_ok(received(kiosk, "peer")), within=30)
+        shot = await renderer.screenshot()
+        assert len(shot.tiles) == 1
+        seen = tile_picture(shot, 0, 640, 480)
+        luma = _plane(seen, 0)
+        assert read_stamp(luma) is not None
+        assert bars_match(luma, _plane(seen, 1), _plane(seen, 2))
+        assert label_is_written(shot.pixels, shot.tiles[0])
+
+        assert (await peer.execute(SetMuteCommand(video=True))).ok
+
+        async def camera_off() -> bool:
+            shot = await renderer.screenshot()
+            x, y = shot.tiles[0].x + 30, shot.tiles[0].y + 30
+            return bool((shot.pixels[y, x] == PLACEHOLDER_GREY).all())
+
+        await eventually(camera_off, within=10)
+    assert kiosk.state.current.display_problem is None
