@@ -8,10 +8,11 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # Build headers for pyalsaaudio, systemd-python and the binding to WebRTC's audio processing;
 # chromium and mosquitto are the real peers the tests start, espeak-ng speaks in the echo
 # tests; systemd brings systemd-analyze and systemd-sysusers for the unit's tests; SDL2,
-# SDL2_ttf and the DejaVu font draw the screen (PySDL2 loads them).
+# SDL2_ttf and the DejaVu font draw the screen (PySDL2 loads them), on Xvfb and weston in its
+# X11 and Wayland tests.
 APT_PACKAGES := python3-venv python3-dev gcc g++ pkg-config libasound2-dev libsystemd-dev \
 	libwebrtc-audio-processing-dev iproute2 util-linux chromium mosquitto systemd espeak-ng \
-	libsdl2-2.0-0 libsdl2-ttf-2.0-0 fonts-dejavu-core
+	libsdl2-2.0-0 libsdl2-ttf-2.0-0 fonts-dejavu-core xvfb weston
 DEMO_ARGS ?= --with-peer --duration 30
 PYTEST_ARGS ?=
 BENCH_ARGS ?=
