@@ -16,7 +16,7 @@ from typing import Any
 import av
 import numpy as np
 import pytest
-from av import VideoFrame
+from av import AudioFrame, VideoFrame
 
 from tests.helpers import eventually, received, running, video_ok
 from vcalld.commands import SetMuteCommand
@@ -24,6 +24,7 @@ from vcalld.config import VcalldConfig
 from vcalld.media.display.compositor import PLACEHOLDER_GREY
 from vcalld.media.display.layout import GAP, Rect, grid, letterbox, self_view
 from vcalld.media.display.screen_thread import Screenshot
+from vcalld.media.display.tiles import Tiles
 from vcalld.media.pattern import bars_match, read_stamp
 from vcalld.media.sinks.display import DisplayRenderer
 from vcalld.media.sinks.stats import _plane
@@ -122,9 +123,12 @@ async def feeding(renderer: DisplayRenderer, count: int) -> AsyncIterator[None]:
         task.cancel()
 
 
-def label_is_written(pixels: np.ndarray, tile: Rect) -> bool:
-    """White text on the dark backing in the tile's bottom left corner."""
-    corner = pixels[tile.y + tile.height * 3 // 4 : tile.y + tile.height, tile.x : tile.x + 200]
+def label_is_written(pixels: np.ndarray, tile: Rect, picture: tuple[int, int] = (640, 360)) -> bool:
+    """White text on the dark backing in the bottom left corner of the tile's picture."""
+    shown = letterbox(*picture, tile)
+    corner = pixels[
+        shown.y + shown.height * 3 // 4 : shown.y + shown.height, shown.x : shown.x + 200
+    ]
     return bool((corner.min(axis=2) > 200).sum() > 30)
 
 
@@ -238,7 +242,7 @@ async def test_a_call_on_the_screen_shows_the_peer_and_its_camera_going_off(
         luma = _plane(seen, 0)
         assert read_stamp(luma) is not None
         assert bars_match(luma, _plane(seen, 1), _plane(seen, 2))
-        assert label_is_written(shot.pixels, shot.tiles[0])
+        assert label_is_written(shot.pixels, shot.tiles[0], (640, 480))
 
         assert (await peer.execute(SetMuteCommand(video=True))).ok
 
@@ -336,3 +340,43 @@ async def test_under_wayland_the_screen_fills_the_display_with_every_tile(
         x, y = tile.centre
         assert colour_near(pixels[y, x], COLOURS[index]), (index, pixels[y, x])
         assert label_is_written(pixels, tile), index
+
+
+def audio(value: int, samples: int = 960) -> AudioFrame:
+    frame = AudioFrame.from_ndarray(np.full((1, samples * 2), value, np.int16), "s16", "stereo")
+    frame.sample_rate = 48000
+    return frame
+
+
+def test_a_second_of_digital_silence_reads_as_muted_and_sound_clears_it() -> None:
+    """What a muted browser or vcalld sends is exact zeros; a live microphone never is."""
+    now = [100.0]
+    tiles = Tiles(clock=lambda: now[0])
+    tiles.participants([("a", "Ann", "connected")])
+    tiles.audio("a", audio(0))
+    now[0] += 0.9
+    tiles.audio("a", audio(0))
+    assert not tiles.views()[0][0].muted
+    now[0] += 0.2
+    assert tiles.views()[0][0].muted
+    tiles.audio("a", audio(3))  # quiet, but a microphone
+    assert not tiles.views()[0][0].muted
+
+
+async def test_a_muted_participant_is_marked_after_the_name() -> None:
+    async with screen() as renderer:
+        show(renderer, 1)
+        plain = await renderer.screenshot()
+        renderer.take_frame("p0", audio(0))
+        await asyncio.sleep(1.1)
+        renderer.take_frame("p0", audio(0))
+        show(renderer, 1)
+        marked = await renderer.screenshot()
+
+    def label_width(shot: Screenshot) -> int:
+        shown = letterbox(640, 360, shot.tiles[0])
+        rows = shot.pixels[shown.y + shown.height * 3 // 4 : shown.y + shown.height]
+        white_columns = np.nonzero((rows.min(axis=2) > 200).any(axis=0))[0]
+        return int(white_columns.max() - white_columns.min())
+
+    assert label_width(marked) > label_width(plain) + 50  # "Person 0  (muted)"

@@ -1,6 +1,7 @@
 """The amd64 .deb on a real Debian 12 with systemd as PID 1 (the test bed VM, restricted network):
 install offline, run the hardened unit in a call, watchdog, SIGTERM, the kernel's snd-aloop sound
-card and vivid camera, each removed and returned, a bad config, upgrade, purge.
+card and vivid camera, each removed and returned, the screen through KMS/DRM with no desktop, a
+bad config, upgrade, purge.
 
 The steps share one VM and run in file order, as an administrator would take them."""
 
@@ -17,9 +18,15 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
+from av import VideoFrame
 
 from tests.package.testbed import GuestCommandError, Testbed, built_deb, until
+from vcalld.media.display.compositor import PLACEHOLDER_GREY
+from vcalld.media.display.layout import self_view
+from vcalld.media.pattern import bars_match, read_stamp
+from vcalld.media.sinks.stats import _plane
 
 pytestmark = [pytest.mark.package, pytest.mark.timeout(600)]
 
@@ -337,6 +344,50 @@ def test_camera_removed_and_returned_is_survived(vm: Testbed) -> None:
         until(lambda: RED[0] < (kiosk_luma(vm) or 0) < RED[1], timeout=60)
         assert in_call_with(vm, ["peer"])
         assert vm.unit_property("vcalld", "NRestarts") == restarts
+    finally:
+        vm.run("systemctl stop vcalld", timeout=60)
+
+
+JOURNAL_KIOSK = "journalctl -u vcalld --no-pager -o cat"
+KIOSK_ON_ITS_SCREEN = KIOSK_CONFIG + textwrap.dedent("""\
+    [display]
+    renderer = "display"
+    driver = "kmsdrm"
+    self_view = true
+    """)
+
+
+def test_kiosk_shows_the_call_on_its_display_with_no_desktop(vm: Testbed) -> None:
+    """KMS/DRM on the VM's display device (the kernel's bochs driver, Mesa's kms_swrast)
+    under the hardened unit, read back by QEMU: the peer's tile (it sends no video: "camera
+    off" on grey, with its name), and the kiosk's own test pattern in the self view."""
+    vm.write("/etc/vcalld/vcalld.toml", KIOSK_ON_ITS_SCREEN)
+    vm.run("systemctl start vcalld", timeout=120)
+    try:
+        until(lambda: in_call_with(vm, ["peer"]), timeout=90)
+        journal = until(lambda: re.search(r"display: (\d+)x(\d+) at", vm.run(JOURNAL_KIOSK)), 60)
+        width, height = int(journal[1]), int(journal[2])
+        assert control(vm, "/state")["display_problem"] is None
+
+        def self_view_shows_the_pattern() -> bool:
+            pixels = vm.screen()
+            corner = self_view(width, height, 160, 120)
+            seen = VideoFrame.from_ndarray(
+                np.ascontiguousarray(
+                    pixels[corner.y : corner.y + corner.height, corner.x : corner.x + corner.width]
+                ),
+                format="rgb24",
+            ).reformat(width=160, height=120, format="yuv420p")
+            return read_stamp(_plane(seen, 0)) is not None and bars_match(
+                _plane(seen, 0), _plane(seen, 1), _plane(seen, 2)
+            )
+
+        until(self_view_shows_the_pattern, timeout=60, interval=2)
+        pixels = vm.screen()
+        assert pixels.shape == (height, width, 3)
+        assert (pixels[20:60, 20:200] == PLACEHOLDER_GREY).all()  # the peer: no picture
+        middle = pixels[height // 2 - 30 : height // 2 + 30, width // 2 - 200 : width // 2 + 200]
+        assert (middle.min(axis=2) > 200).sum() > 100  # "camera off" written on it
     finally:
         vm.run("systemctl stop vcalld", timeout=60)
 

@@ -6,11 +6,15 @@ import json
 import os
 import shlex
 import subprocess
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
+
+import av
+import numpy as np
 
 ROOT = Path(__file__).resolve().parents[2]
 TESTBED = ROOT / "tools" / "testbed" / "testbed.sh"
@@ -98,6 +102,14 @@ class Testbed(Guest):
 
     def install_deb(self, deb: Path) -> str:
         return self._command("install-deb", str(deb), timeout=600)
+
+    def screen(self) -> np.ndarray:
+        """What the VM's display shows, height x width x RGB, as QEMU itself shows it."""
+        with tempfile.TemporaryDirectory() as scratch:
+            picture = Path(scratch) / "screen.ppm"
+            self._command("screendump", str(picture), timeout=60)
+            with av.open(str(picture)) as image:
+                return next(image.decode(video=0)).to_ndarray(format="rgb24")
 
     def unit_property(self, unit: str, name: str) -> str:
         return self.run(f"systemctl show -P {name} {unit}").strip()

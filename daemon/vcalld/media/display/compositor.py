@@ -42,13 +42,16 @@ def compose(canvas: Canvas, remote: list[TileView], own: TileView | None, idle: 
     canvas.clear()
     tiles = grid(len(remote), width, height)
     for view, tile in zip(remote, tiles, strict=True):
+        shown = tile
         if view.frame is not None:
-            canvas.picture(view, letterbox(view.frame.width, view.frame.height, tile))
+            shown = letterbox(view.frame.width, view.frame.height, tile)
+            canvas.picture(view, shown)
         else:
             canvas.fill(tile, PLACEHOLDER_GREY)
             x, y = tile.centre
             canvas.text(view.placeholder or "", x, y, _text_height(tile), "centre")
-        _label(canvas, view.name + ("  (muted)" if view.muted else ""), tile)
+        # On the picture, not in a letterbox bar beside it.
+        _label(canvas, view.name + ("  (muted)" if view.muted else ""), shown)
     if not remote:
         canvas.text(idle, width // 2, height // 2, max(MIN_TEXT_HEIGHT, height // 20), "centre")
     if own is not None and own.frame is not None:

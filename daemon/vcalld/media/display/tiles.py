@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -49,7 +50,8 @@ class _Tile:
 class Tiles:
     """Written on the event loop, read by the display thread; `changed` wakes the latter."""
 
-    def __init__(self) -> None:
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
         self._tiles: dict[str, _Tile] = {}
         self._lock = threading.Lock()
         self.changed = threading.Event()
@@ -77,7 +79,7 @@ class Tiles:
             tile = self._tiles.get(key)
             if tile is None:
                 return  # gone from the call; its track is about to end
-            tile.frame, tile.frame_at, tile.dark = frame, time.monotonic(), dark
+            tile.frame, tile.frame_at, tile.dark = frame, self._clock(), dark
             tile.sequence += 1
         self.changed.set()
 
@@ -90,7 +92,7 @@ class Tiles:
             if not silent:
                 tile.silent_since = None
             elif tile.silent_since is None:
-                tile.silent_since = time.monotonic()
+                tile.silent_since = self._clock()
 
     def forget(self, key: str) -> None:
         with self._lock:
@@ -99,7 +101,7 @@ class Tiles:
 
     def views(self) -> tuple[list[TileView], TileView | None]:
         """The remote participants' tiles, and the device's own picture if shown."""
-        now = time.monotonic()
+        now = self._clock()
         with self._lock:
             views = [self._view(key, tile, now) for key, tile in self._tiles.items()]
         remote = [view for view in views if view.key != SELF]
