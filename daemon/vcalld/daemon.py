@@ -39,8 +39,7 @@ from vcalld.media.fanout import split
 from vcalld.media.outgoing import OutgoingMedia
 from vcalld.media.sinks.base import Renderer, ScreenRenderer, load_renderer
 from vcalld.media.sinks.speaker import Speaker
-from vcalld.media.sources.base import MediaSource
-from vcalld.media.sources.camera import CameraSource
+from vcalld.media.sources.base import AdjustableCamera, MediaSource
 from vcalld.media.voice.processor import process_microphone
 from vcalld.state import CallState, DeviceState, Participant, StateStore
 
@@ -190,7 +189,7 @@ class Daemon:
 
     async def _set_camera_control(self, name: str, value: ControlValue) -> None:
         camera = self.outgoing.video_source
-        if not isinstance(camera, CameraSource):
+        if not isinstance(camera, AdjustableCamera):
             raise NoCameraError(f"the video source is {self.state.current.video_source}, no camera")
         try:
             await camera.set_control(name, value)

@@ -26,7 +26,7 @@ from vcalld.media.camera.device import (
     PixelFormat,
     find_camera,
 )
-from vcalld.media.camera.modes import choose_mode, fit_within
+from vcalld.media.camera.modes import choose_mode
 from vcalld.media.device_thread import DeviceThread
 from vcalld.media.frames import black_video
 from vcalld.media.sources.base import ReportProblem
@@ -88,7 +88,7 @@ class CameraCapture(DeviceThread[_Streaming]):
         self._requests: queue.SimpleQueue[_ControlRequest] = queue.SimpleQueue()
         self._epoch = time.monotonic()
         self._last_pts = -1
-        self._size = fit_within(settings.width, settings.height, settings.width, settings.height)
+        self._size = (settings.width, settings.height)  # of the black frames, until a camera
         self.mode: CameraMode | None = None  # what the camera streams now
 
     async def run(self) -> None:

@@ -11,6 +11,7 @@ from vcalld.config import AudioConfig, VideoConfig
 from vcalld.plugins import SOURCE_GROUP, load_plugin
 
 if TYPE_CHECKING:
+    from vcalld.media.camera.device import ControlValue
     from vcalld.media.voice.processor import VoiceProcessor
 
 Publish = Callable[[Frame], None]
@@ -33,6 +34,16 @@ class Microphone(Protocol):
     the speaker as reference, noise suppression, gain control) before it publishes."""
 
     def process_voice(self, processor: VoiceProcessor) -> None: ...
+
+
+@runtime_checkable
+class AdjustableCamera(Protocol):
+    """A video source whose device has controls (brightness, exposure, focus, zoom, ...):
+    the `set-camera-control` command reaches it. Raises `ControlError` for a control or value
+    the device does not take, `CameraUnavailableError` while the device is missing."""
+
+    async def set_control(self, name: str, value: ControlValue) -> int:
+        """The value the device holds afterwards."""
 
 
 class SourceFactory(Protocol):
