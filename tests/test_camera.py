@@ -37,8 +37,8 @@ from vcalld.media.camera.linux import LinuxCameraSystem
 from vcalld.media.camera.listing import describe_cameras
 from vcalld.media.camera.modes import choose_mode, fit_within
 from vcalld.media.frames import BLACK_LUMA
+from vcalld.media.layout import picture_plane
 from vcalld.media.pattern import bars_match, read_stamp
-from vcalld.media.sinks.stats import _plane
 from vcalld.media.sources.camera import CameraSource
 from vcalld.room.server import RoomServer
 
@@ -121,9 +121,9 @@ def test_every_camera_format_arrives_as_the_picture_it_holds(mode: CameraMode) -
             mode.height,
             "yuv420p",
         )
-        luma = _plane(frame, 0)
+        luma = picture_plane(frame, 0)
         assert read_stamp(luma) == index
-        assert bars_match(luma, _plane(frame, 1), _plane(frame, 2))
+        assert bars_match(luma, picture_plane(frame, 1), picture_plane(frame, 2))
 
 
 def _keyframes(frames: list[VideoFrame]) -> int:
@@ -195,7 +195,7 @@ async def capturing(
 
 
 def _mean_luma(frame: VideoFrame) -> float:
-    return float(_plane(frame, 0).mean())
+    return float(picture_plane(frame, 0).mean())
 
 
 def _rate(frames: list[VideoFrame]) -> float:
@@ -210,7 +210,7 @@ async def test_capture_streams_the_mode_at_its_rate_on_one_clock() -> None:
     assert 40 <= len(frames) <= 52
     assert {(frame.width, frame.height) for frame in frames} == {(1280, 720)}
     assert all(frame.pict_type == 0 for frame in frames)
-    stamps = [read_stamp(_plane(frame, 0)) for frame in frames]
+    stamps = [read_stamp(picture_plane(frame, 0)) for frame in frames]
     assert stamps == list(range(len(frames)))  # none dropped, none repeated
     assert 27 <= _rate(frames) <= 33
     assert seen.problems == [None]
@@ -235,7 +235,7 @@ async def test_unplugged_camera_sends_black_and_resumes_when_plugged_back() -> N
         back = time.monotonic()
         await eventually(lambda: seen.problem is None, within=8)
         await eventually(lambda: len(seen.since(back)) > 30, within=5)
-    assert read_stamp(_plane(seen.frames[-1][1], 0)) is not None
+    assert read_stamp(picture_plane(seen.frames[-1][1], 0)) is not None
     pts = [frame.pts for _, frame in seen.frames if frame.pts is not None]
     assert pts == sorted(set(pts))  # timestamps run on across the outage
     assert device.opened == 2

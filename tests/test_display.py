@@ -25,9 +25,9 @@ from vcalld.media.display.compositor import PLACEHOLDER_GREY
 from vcalld.media.display.layout import GAP, Rect, grid, letterbox, self_view
 from vcalld.media.display.screen_thread import Screenshot
 from vcalld.media.display.tiles import Tiles
+from vcalld.media.layout import picture_plane
 from vcalld.media.pattern import bars_match, read_stamp
 from vcalld.media.sinks.display import DisplayRenderer
-from vcalld.media.sinks.stats import _plane
 from vcalld.room.server import RoomServer
 from vcalld.state import CallState, DeviceState, Participant
 
@@ -239,9 +239,9 @@ async def test_a_call_on_the_screen_shows_the_peer_and_its_camera_going_off(
         shot = await renderer.screenshot()
         assert len(shot.tiles) == 1
         seen = tile_picture(shot, 0, 640, 480)
-        luma = _plane(seen, 0)
+        luma = picture_plane(seen, 0)
         assert read_stamp(luma) is not None
-        assert bars_match(luma, _plane(seen, 1), _plane(seen, 2))
+        assert bars_match(luma, picture_plane(seen, 1), picture_plane(seen, 2))
         assert label_is_written(shot.pixels, shot.tiles[0], (640, 480))
 
         assert (await peer.execute(SetMuteCommand(video=True))).ok

@@ -25,8 +25,8 @@ from av import VideoFrame
 from tests.package.testbed import GuestCommandError, Testbed, built_deb, until
 from vcalld.media.display.compositor import PLACEHOLDER_GREY
 from vcalld.media.display.layout import self_view
+from vcalld.media.layout import picture_plane
 from vcalld.media.pattern import bars_match, read_stamp
-from vcalld.media.sinks.stats import _plane
 
 pytestmark = [pytest.mark.package, pytest.mark.timeout(600)]
 
@@ -378,8 +378,8 @@ def test_kiosk_shows_the_call_on_its_display_with_no_desktop(vm: Testbed) -> Non
                 ),
                 format="rgb24",
             ).reformat(width=160, height=120, format="yuv420p")
-            return read_stamp(_plane(seen, 0)) is not None and bars_match(
-                _plane(seen, 0), _plane(seen, 1), _plane(seen, 2)
+            return read_stamp(picture_plane(seen, 0)) is not None and bars_match(
+                picture_plane(seen, 0), picture_plane(seen, 1), picture_plane(seen, 2)
             )
 
         until(self_view_shows_the_pattern, timeout=60, interval=2)

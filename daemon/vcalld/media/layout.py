@@ -1,12 +1,12 @@
-"""Interleaved s16, the one sample format of the audio path: PyAV's layout name for a channel
-count, and a frame's samples as an array."""
+"""Frames' memory as arrays, viewed without a copy: interleaved s16, the one sample format of
+the audio path (and PyAV's layout name for a channel count), and a picture's planes."""
 
 from __future__ import annotations
 
 from typing import Any
 
 import numpy as np
-from av import AudioFrame
+from av import AudioFrame, VideoFrame
 
 
 def layout_of(channels: int) -> str:
@@ -24,3 +24,11 @@ def s16_samples(frame: AudioFrame) -> np.ndarray[Any, np.dtype[np.int16]]:
     samples = np.frombuffer(plane, np.int16, count=frame.samples * channels)
     shaped: np.ndarray[Any, np.dtype[np.int16]] = samples.reshape(frame.samples, channels)
     return shaped
+
+
+def picture_plane(frame: VideoFrame, index: int) -> np.ndarray[Any, np.dtype[np.uint8]]:
+    """Plane `index` of a planar picture (0 is luma), its rows cut to the picture's width
+    (a decoder pads them to its alignment)."""
+    plane = frame.planes[index]
+    rows = np.frombuffer(memoryview(plane), np.uint8).reshape(plane.height, plane.line_size)
+    return rows[:, : plane.width]

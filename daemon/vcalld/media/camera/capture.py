@@ -89,7 +89,6 @@ class CameraCapture(DeviceThread[_Streaming]):
         self._epoch = time.monotonic()
         self._last_pts = -1
         self._size = (settings.width, settings.height)  # of the black frames, until a camera
-        self.mode: CameraMode | None = None  # what the camera streams now
 
     async def run(self) -> None:
         try:
@@ -126,7 +125,6 @@ class CameraCapture(DeviceThread[_Streaming]):
                 log.warning("camera control %s: %s", name, error)
         converter = FrameConverter(mode, self._settings.width, self._settings.height)
         self._size = (converter.width, converter.height)
-        self.mode = mode
         log.info(
             "camera %s (%s): %s, sent as %dx%d",
             info.path,
@@ -138,7 +136,6 @@ class CameraCapture(DeviceThread[_Streaming]):
         return _Streaming(camera, mode, converter)
 
     def _close(self, streaming: _Streaming) -> None:
-        self.mode = None
         streaming.camera.close()
 
     def _stream(self, streaming: _Streaming, stopping: threading.Event) -> None:

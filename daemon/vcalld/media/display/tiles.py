@@ -9,11 +9,10 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-import numpy as np
 from av import AudioFrame, VideoFrame
 
 from vcalld.media.frames import BLACK_LUMA
-from vcalld.media.layout import s16_samples
+from vcalld.media.layout import picture_plane, s16_samples
 
 VIDEO_GONE_SECONDS = 1.0  # no picture this long: the camera is off (or the network is)
 MUTED_SECONDS = 1.0  # exact digital silence this long: muted (a live microphone never is)
@@ -72,9 +71,8 @@ class Tiles:
             self._tiles.setdefault(SELF, _Tile(name, connection="connected"))
 
     def video(self, key: str, frame: VideoFrame) -> None:
-        luma = np.frombuffer(memoryview(frame.planes[0]), np.uint8)
-        luma = luma.reshape(-1, frame.planes[0].line_size)
-        dark = int(luma[::SAMPLE_STEP, : frame.width : SAMPLE_STEP].max()) <= DARK_LUMA
+        luma = picture_plane(frame, 0)
+        dark = int(luma[::SAMPLE_STEP, ::SAMPLE_STEP].max()) <= DARK_LUMA
         with self._lock:
             tile = self._tiles.get(key)
             if tile is None:

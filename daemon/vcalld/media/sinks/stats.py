@@ -17,17 +17,11 @@ from av import AudioFrame, VideoFrame
 from av.frame import Frame
 
 from vcalld.config import VcalldConfig
-from vcalld.media.layout import s16_samples
-from vcalld.media.pattern import Plane, bars_match, read_stamp
+from vcalld.media.layout import picture_plane, s16_samples
+from vcalld.media.pattern import bars_match, read_stamp
 
 FPS_WINDOW_SECONDS = 2.0
 ANALYSIS_SECONDS = 0.5
-
-
-def _plane(frame: VideoFrame, index: int) -> Plane:
-    plane = frame.planes[index]
-    rows = np.frombuffer(memoryview(plane), np.uint8).reshape(plane.height, plane.line_size)
-    return rows[:, : plane.width]
 
 
 @dataclass
@@ -51,12 +45,14 @@ class VideoStats:
         self.last = frame
         if frame.format.name != "yuv420p":
             return
-        luma = _plane(frame, 0)
+        luma = picture_plane(frame, 0)
         stamp = read_stamp(luma)
         if stamp is not None:
             self.stamped_frames += 1
             self.last_stamp = stamp
-            self.pattern_frames += bars_match(luma, _plane(frame, 1), _plane(frame, 2))
+            self.pattern_frames += bars_match(
+                luma, picture_plane(frame, 1), picture_plane(frame, 2)
+            )
 
     def fps(self) -> float:
         now = time.monotonic()
@@ -76,7 +72,7 @@ class VideoStats:
             "last_stamp": self.last_stamp,
             "first_frame_at": self.first_frame_at,
             # How bright the latest picture is (0-255): black, or a control taking effect.
-            "luma": round(float(_plane(self.last, 0).mean()), 1) if self.last else None,
+            "luma": round(float(picture_plane(self.last, 0).mean()), 1) if self.last else None,
         }
 
 
