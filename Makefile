@@ -12,7 +12,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # X11 and Wayland tests.
 APT_PACKAGES := python3-venv python3-dev gcc g++ pkg-config libasound2-dev libsystemd-dev \
 	libwebrtc-audio-processing-dev iproute2 util-linux chromium mosquitto systemd espeak-ng \
-	libsdl2-2.0-0 libsdl2-ttf-2.0-0 fonts-dejavu-core xvfb weston
+	libsdl2-2.0-0 libsdl2-ttf-2.0-0 fonts-dejavu-core xvfb weston libopus0
 DEMO_ARGS ?= --with-peer --duration 30
 PYTEST_ARGS ?=
 BENCH_ARGS ?=
@@ -31,7 +31,7 @@ define apt_install
 	fi
 endef
 
-.PHONY: demo test lint pytest test-package bench bench-audio bench-mqtt bench-video deb clean
+.PHONY: demo test lint pytest test-package bench bench-audio bench-loss bench-mqtt bench-video deb clean
 
 demo: $(VENV)/.installed
 	$(BIN)/vcalld demo $(DEMO_ARGS)
@@ -65,6 +65,9 @@ bench-audio: $(VENV)/.installed
 bench-video: $(VENV)/.installed
 	$(call apt_install,ffmpeg)
 	$(SUDO) unshare --net sh -c 'ip link set lo up && exec $(BIN)/python -m bench.camera_display $(BENCH_ARGS)'
+
+bench-loss: $(VENV)/.installed
+	$(SUDO) unshare --net sh -c 'ip link set lo up && exec $(BIN)/python -m bench.audio_loss $(BENCH_ARGS)'
 
 bench-mqtt: $(VENV)/.installed
 	$(SUDO) unshare --net sh -c 'ip link set lo up && exec $(BIN)/python -m bench.mqtt_latency $(BENCH_ARGS)'

@@ -22,6 +22,8 @@ from tests.chromium import (
     write_tone_wav,
 )
 from tests.helpers import MIN_FPS, assert_receives, eventually, received, running, tone_ok
+from tests.lossy import Loss, impair
+from vcalld.call import aiortc_hooks
 from vcalld.config import VcalldConfig
 from vcalld.media.pattern import bars_match, read_stamp
 from vcalld.room.server import RoomServer
@@ -178,4 +180,46 @@ async def test_browser_mute_leave_and_join_buttons(
         await eventually(lambda: not kiosk.state.current.participants, 5)
         await page.evaluate("document.getElementById('join').click()")
         await assert_receives(kiosk, "chromium", BROWSER_TONE_HZ, size=None)
+        assert not page.exceptions
+
+
+def audio_counters(stats: dict[str, Any]) -> tuple[float, float]:
+    audio = stats.get("audio", {})
+    return audio.get("concealedSamples", 0), audio.get("totalSamplesReceived", 0)
+
+
+async def test_chromium_negotiates_red_and_both_hear_each_other_through_30_percent_loss(
+    room_server: RoomServer,
+    daemon_config: Callable[..., VcalldConfig],
+    browser_media: BrowserMedia,
+) -> None:
+    """Loss on every datagram the kiosk sends and receives; Chromium conceals only what our
+    RED copies and FEC could not bring, and we recover what Chromium's could."""
+    config = daemon_config(
+        room_server, "kiosk", video={"enabled": False}, audio={"tone_frequency_hz": 440.0}
+    )
+    async with running(config) as kiosk, browser(room_server, browser_media, "chromium") as page:
+        await assert_receives(kiosk, "chromium", BROWSER_TONE_HZ, size=None)
+        (pc,) = kiosk._backend.peer_connections().values()
+        transceiver = next(t for t in pc.getTransceivers() if t.kind == "audio")
+        assert transceiver._codecs[0].mimeType == "audio/red"  # what we send
+        receiver = aiortc_hooks.receiver_of(transceiver)
+        assert receiver is not None
+        await eventually(lambda: receiver.buffer.counts["red_packets"] > 50, 5)  # Chromium's
+        impair(pc, Loss(0.3, seed=3), outbound=True)
+        await asyncio.sleep(8)  # the receiver reports that set the copies
+        ours_before = dict(receiver.buffer.counts)
+        concealed_before, total_before = audio_counters(await inbound(page, "kiosk"))
+        await asyncio.sleep(15)
+        concealed, total = audio_counters(await inbound(page, "kiosk"))
+        share = (concealed - concealed_before) / (total - total_before)
+        assert total - total_before > 15 * 48000 * 0.9
+        assert share < 0.05, f"Chromium concealed {share:.1%} of our audio at 30 % loss"
+        counts = {
+            k: receiver.buffer.counts[k] - ours_before.get(k, 0) for k in receiver.buffer.counts
+        }
+        played = sum(counts.get(name, 0) for name in ("primary", "red", "fec", "concealed"))
+        recovered = sum(counts.get(name, 0) for name in ("primary", "red", "fec"))
+        assert recovered > 0.9 * played, counts
+        assert tone_ok(received(kiosk, "chromium"), BROWSER_TONE_HZ)
         assert not page.exceptions

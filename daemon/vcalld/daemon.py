@@ -11,6 +11,7 @@ from typing import Any
 
 from aiortc.mediastreams import MediaStreamTrack
 
+from vcalld.call import aiortc_hooks
 from vcalld.call.backends.mesh import MeshBackend
 from vcalld.call.ice import restrict_host_addresses
 from vcalld.call.stats import StatsSampler
@@ -86,6 +87,7 @@ class Daemon:
     async def run(self, on_ready: Callable[[], None] | None = None) -> None:
         """Run until `stop()`; a failing source ends the run with its exception."""
         restrict_host_addresses(self.config.call.ice_host_addresses)
+        aiortc_hooks.install(self._backend.voice)
         async with asyncio.TaskGroup() as tasks:
             self._tasks = tasks
             runners = self.outgoing.runners(self._source_problem)

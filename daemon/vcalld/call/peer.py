@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Coroutine
 from typing import Any
 
 from aiortc import RTCConfiguration, RTCIceCandidate, RTCPeerConnection, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamTrack
 from aiortc.sdp import candidate_from_sdp
 
+from vcalld.call import aiortc_hooks
+from vcalld.call.audio.sender import VoiceSettings
 from vcalld.call.events import CallObserver, LocalMedia, Signaller
 from vcalld.state import Participant
 
@@ -58,8 +61,11 @@ class Peer:
         send: Signaller,
         observer: CallObserver,
         tasks: asyncio.TaskGroup,
+        voice: VoiceSettings,
     ) -> None:
         self.participant = participant
+        self._voice = voice
+        self._audio_loops: list[asyncio.Task[None]] = []
         self._media = media
         self._send = send
         self._observer = observer
@@ -107,12 +113,15 @@ class Peer:
         # Shielded: cancelling a waiter on aiortc's close future cancels the future itself, and
         # aiortc's own close task (started when DTLS ends) then fails setting its result.
         await asyncio.shield(self.pc.close())
+        for loop in self._audio_loops:
+            loop.cancel()
         for track in self._local_tracks:
             track.stop()
 
     async def _apply_description(self, description: RTCSessionDescription) -> None:
         await self.pc.setRemoteDescription(description)
         if description.type != "offer":
+            self._attach_audio_engine()
             return
         for transceiver in self.pc.getTransceivers():
             if transceiver.sender.track is None:
@@ -120,7 +129,21 @@ class Peer:
                 if track is not None:
                     self.pc.addTrack(track)
         await self.pc.setLocalDescription(await self.pc.createAnswer())
+        self._attach_audio_engine()
         await self._send_description()
+
+    def _attach_audio_engine(self) -> None:
+        """Once codecs are negotiated, before media flow: vcalld's own audio send and
+        playout (FEC, RED, concealment) in place of aiortc's."""
+        for index, loop in enumerate(aiortc_hooks.attach(self.pc, self._voice)):
+            name = f"playout-{self.participant.id}-{len(self._audio_loops) + index}"
+            self._audio_loops.append(self._tasks.create_task(self._play(loop), name=name))
+
+    async def _play(self, loop: Coroutine[Any, Any, None]) -> None:
+        try:
+            await loop
+        except Exception:
+            log.exception("audio playout of %s failed", self.participant.name)
 
     async def _send_description(self) -> None:
         local = self.pc.localDescription

@@ -83,6 +83,28 @@ class IceServer(Section):
     credential: str | None = None
 
 
+class CallAudioConfig(Section):
+    """The audio on the wire: Opus, with FEC and RED copies sized to the measured loss."""
+
+    bitrate_kbps: int = Field(
+        default=32, ge=6, le=510, description="Opus bitrate (24-32 for voice, 64+ for music)."
+    )
+    stereo: bool = Field(default=False, description="Send and ask for stereo (music).")
+    fec: bool = Field(
+        default=True, description="Opus in-band FEC, sized by the loss the far end reports."
+    )
+    dtx: bool = Field(default=False, description="Send almost nothing during silence.")
+    red_max_copies: int = Field(
+        default=5,
+        ge=0,
+        le=8,
+        description=(
+            "RED (RFC 2198): at most this many copies of earlier frames per packet, used as "
+            "loss requires (none on a clean network); 0 does not offer RED."
+        ),
+    )
+
+
 class CallConfig(Section):
     backend: Literal["mesh"] = Field(default="mesh", description="Call backend.")
     server_url: str = Field(
@@ -109,6 +131,7 @@ class CallConfig(Section):
     )
     reconnect_min_seconds: float = Field(default=0.5, gt=0, le=60)
     reconnect_max_seconds: float = Field(default=5.0, gt=0, le=600)
+    audio: CallAudioConfig = Field(default_factory=CallAudioConfig)
 
     @field_validator("ice_host_addresses")
     @classmethod

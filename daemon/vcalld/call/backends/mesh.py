@@ -11,6 +11,7 @@ import aiohttp
 from aiortc import RTCPeerConnection
 
 from vcalld.backoff import backoff_seconds
+from vcalld.call.audio.sender import VoiceSettings
 from vcalld.call.events import CallObserver, LocalMedia
 from vcalld.call.ice import rtc_configuration
 from vcalld.call.peer import Peer
@@ -33,6 +34,7 @@ class MeshBackend:
         self.name = name
         self.media = media
         self.observer = observer
+        self.voice = VoiceSettings.from_config(config.audio)
         self._session: _Session | None = None
 
     def peer_connections(self) -> dict[str, RTCPeerConnection]:
@@ -136,6 +138,7 @@ class _Session:
             send=lambda data: self._signal(participant.id, data),
             observer=backend.observer,
             tasks=tasks,
+            voice=backend.voice,
         )
         self._peers[participant.id] = peer
         backend.observer.participant_changed(participant)

@@ -182,6 +182,9 @@ vcall.stats = async () => {
           framesDecoded: stat.framesDecoded, frameWidth: stat.frameWidth, frameHeight: stat.frameHeight,
           framesPerSecond: stat.framesPerSecond, totalSamplesReceived: stat.totalSamplesReceived,
           audioLevel: stat.audioLevel, packetsReceived: stat.packetsReceived,
+          packetsLost: stat.packetsLost, concealedSamples: stat.concealedSamples,
+          silentConcealedSamples: stat.silentConcealedSamples, fecPacketsReceived: stat.fecPacketsReceived,
+          jitterBufferDelay: stat.jitterBufferDelay, jitterBufferEmittedCount: stat.jitterBufferEmittedCount,
         };
       } else if (stat.type === "outbound-rtp") {
         entry.outbound[stat.kind] = { packetsSent: stat.packetsSent, framesEncoded: stat.framesEncoded };

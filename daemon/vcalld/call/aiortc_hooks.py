@@ -1,0 +1,203 @@
+"""Every change vcalld makes to aiortc's and aioice's behaviour, in this one module.
+
+Written against the pinned aiortc 1.16.0 and aioice 0.13.0 and refused with any other
+version (`UpstreamMismatchError`), because it reaches into their private state:
+
+- the audio codec table: RED over Opus (RFC 2198) offered first, Opus with in-band FEC;
+- codec negotiation: RED's format line names the negotiated Opus payload type, and RED
+  goes first so both ends send it;
+- per connection: our VoiceEncoder in place of the sender's lazily made Opus encoder, the
+  sender's receiver reports forwarded to it, and the receiver's audio jitter buffer
+  replaced by a feed into our AudioReceiver;
+- ICE consent freshness (vcalld.call.consent) in place of aioice's.
+
+tests/test_audio_engine.py checks each of them in real calls, so an upgrade that moves
+any of this fails there first.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.metadata
+from collections.abc import Coroutine
+from typing import Any
+from weakref import WeakSet
+
+import aioice.ice
+import aiortc.rtcpeerconnection
+from aiortc import RTCPeerConnection, RTCRtpTransceiver
+from aiortc.codecs import CODECS
+from aiortc.rtcrtpparameters import RTCRtpCodecParameters
+from aiortc.rtp import RtcpRrPacket, RtcpSrPacket
+
+from vcalld.call.audio.receiver import AudioReceiver
+from vcalld.call.audio.sender import VoiceEncoder, VoiceSettings
+from vcalld.call.consent import keep_consent
+
+PINNED = {"aiortc": "1.16.0", "aioice": "0.13.0"}
+RED_PAYLOAD_TYPE = 63  # Chrome's; aiortc's own dynamic types start at 96
+MAX_QUEUED_FRAMES = 25  # 0.5 s: a consumer that stops reading must not grow memory
+# The private attributes reached into, by their mangled names.
+SENDER_ENCODER = "_RTCRtpSender__encoder"
+RECEIVER_JITTER_BUFFER = "_RTCRtpReceiver__jitter_buffer"
+
+_upstream_find_common_codecs = aiortc.rtcpeerconnection.find_common_codecs
+_attached: WeakSet[RTCRtpTransceiver] = WeakSet()
+
+
+class UpstreamMismatchError(RuntimeError):
+    """aiortc or aioice is not the version these hooks were written and tested against."""
+
+
+def install(settings: VoiceSettings) -> None:
+    """Process-wide changes; call once before the first peer connection (idempotent)."""
+    for package, version in PINNED.items():
+        found = importlib.metadata.version(package)
+        if found != version:
+            raise UpstreamMismatchError(
+                f"vcalld's aiortc hooks need {package} {version}, found {found}; "
+                "re-check vcalld/call/aiortc_hooks.py against it before changing the pin"
+            )
+    audio = [codec for codec in CODECS["audio"] if codec.mimeType.lower() != "audio/red"]
+    opus = next(codec for codec in audio if codec.mimeType.lower() == "audio/opus")
+    opus.parameters = {"minptime": 10, "useinbandfec": 1}
+    if settings.channels == 2:
+        opus.parameters |= {"stereo": 1, "sprop-stereo": 1}
+    if settings.max_redundancy:
+        audio.insert(0, _red_for(opus))
+    CODECS["audio"][:] = audio
+    aiortc.rtcpeerconnection.find_common_codecs = _find_common_codecs
+    aioice.ice.Connection.query_consent = keep_consent  # type: ignore[method-assign,assignment]
+
+
+def attach(pc: RTCPeerConnection, settings: VoiceSettings) -> list[Coroutine[Any, Any, None]]:
+    """Puts our audio engine into `pc`'s negotiated audio transceivers (call after every
+    completed offer/answer; transceivers already done are skipped). Returns the playout
+    loops, which the caller runs and cancels when the connection closes."""
+    loops = []
+    for transceiver in pc.getTransceivers():
+        if transceiver.kind != "audio" or transceiver in _attached:
+            continue
+        types = _payload_types(transceiver._codecs)
+        if types is None:
+            continue  # no Opus (a G.711-only peer): aiortc's own path stays
+        _attached.add(transceiver)
+        opus_type, red_type = types
+        if transceiver.sender.track is not None:
+            _attach_sender(transceiver, settings, opus_type, red_type)
+        loops.append(_attach_receiver(transceiver, opus_type, red_type))
+    return loops
+
+
+def receiver_of(transceiver: RTCRtpTransceiver) -> AudioReceiver | None:
+    """The AudioReceiver playing `transceiver`'s audio, for statistics."""
+    feed = getattr(transceiver.receiver, RECEIVER_JITTER_BUFFER, None)
+    return feed.receiver if isinstance(feed, _PlayoutFeed) else None
+
+
+def encoder_of(transceiver: RTCRtpTransceiver) -> VoiceEncoder | None:
+    encoder = getattr(transceiver.sender, SENDER_ENCODER, None)
+    return encoder if isinstance(encoder, VoiceEncoder) else None
+
+
+def _red_for(opus: RTCRtpCodecParameters) -> RTCRtpCodecParameters:
+    return RTCRtpCodecParameters(
+        mimeType="audio/red",
+        clockRate=opus.clockRate,
+        channels=opus.channels,
+        payloadType=RED_PAYLOAD_TYPE,
+        parameters={f"{opus.payloadType}/{opus.payloadType}": None},
+    )
+
+
+def _find_common_codecs(
+    local_codecs: list[RTCRtpCodecParameters], remote_codecs: list[RTCRtpCodecParameters]
+) -> list[RTCRtpCodecParameters]:
+    """aiortc keeps our RED format line (our Opus type) with the remote's payload types,
+    and the remote's order, in which Chrome puts Opus before RED."""
+    common = _upstream_find_common_codecs(local_codecs, remote_codecs)
+    red = next((codec for codec in common if codec.mimeType.lower() == "audio/red"), None)
+    if red is None:
+        return common
+    common.remove(red)
+    opus = next((codec for codec in common if codec.mimeType.lower() == "audio/opus"), None)
+    if opus is None:
+        return common  # RED over a codec we do not send: leave it out
+    red.parameters = {f"{opus.payloadType}/{opus.payloadType}": None}
+    return [red, *common]
+
+
+def _payload_types(codecs: list[RTCRtpCodecParameters]) -> tuple[int, int | None] | None:
+    types = {codec.mimeType.lower(): codec.payloadType for codec in codecs}
+    opus_type = types.get("audio/opus")
+    if opus_type is None:
+        return None
+    return opus_type, types.get("audio/red")
+
+
+def _attach_sender(
+    transceiver: RTCRtpTransceiver, settings: VoiceSettings, opus_type: int, red_type: int | None
+) -> None:
+    sender = transceiver.sender
+    sends_red = transceiver._codecs[0].payloadType == red_type
+    if transceiver._codecs[0].payloadType not in (opus_type, red_type):
+        return
+    encoder = VoiceEncoder(settings, opus_type=opus_type, red=sends_red)
+    _require(sender, SENDER_ENCODER)
+    setattr(sender, SENDER_ENCODER, encoder)
+    upstream_handler = sender._handle_rtcp_packet
+
+    async def handle_rtcp(packet: Any) -> None:
+        await upstream_handler(packet)
+        if isinstance(packet, RtcpRrPacket | RtcpSrPacket):
+            for report in packet.reports:
+                if report.ssrc == sender._ssrc:
+                    encoder.report_loss(report.fraction_lost / 256)
+
+    sender._handle_rtcp_packet = handle_rtcp  # type: ignore[method-assign]
+
+
+def _attach_receiver(
+    transceiver: RTCRtpTransceiver, opus_type: int, red_type: int | None
+) -> Coroutine[Any, Any, None]:
+    rtp_receiver = transceiver.receiver
+    _require(rtp_receiver, RECEIVER_JITTER_BUFFER)
+    track = rtp_receiver._track
+    assert track is not None, "aiortc makes the remote track with the receiver"
+    queue: asyncio.Queue[Any] = track._queue
+
+    def deliver(frame: Any) -> None:
+        while queue.qsize() >= MAX_QUEUED_FRAMES:
+            queue.get_nowait()
+        queue.put_nowait(frame)
+
+    receiver = AudioReceiver(deliver)
+    setattr(rtp_receiver, RECEIVER_JITTER_BUFFER, _PlayoutFeed(receiver, opus_type, red_type))
+    return receiver.run()
+
+
+class _PlayoutFeed:
+    """Stands in for aiortc's audio JitterBuffer: every packet goes to our AudioReceiver,
+    and no frame ever goes to aiortc's decoder thread (which stays only to end the track)."""
+
+    def __init__(self, receiver: AudioReceiver, opus_type: int, red_type: int | None) -> None:
+        self.receiver = receiver
+        self._opus_type = opus_type
+        self._red_type = red_type
+
+    def add(self, packet: Any) -> tuple[bool, None]:
+        if packet.payload_type in (self._opus_type, self._red_type):
+            self.receiver.packet(
+                packet.payload,
+                packet.timestamp,
+                opus_type=self._opus_type,
+                is_red=packet.payload_type == self._red_type,
+            )
+        return False, None
+
+
+def _require(target: object, attribute: str) -> None:
+    if not hasattr(target, attribute):
+        raise UpstreamMismatchError(
+            f"{type(target).__name__} has no {attribute}: aiortc changed under vcalld's hooks"
+        )
