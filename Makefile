@@ -31,7 +31,7 @@ define apt_install
 	fi
 endef
 
-.PHONY: demo test lint pytest test-package bench bench-audio bench-loss bench-mqtt bench-video deb clean
+.PHONY: demo test lint pytest test-package bench bench-audio bench-loss bench-loss-testbed bench-mqtt bench-video deb clean
 
 demo: $(VENV)/.installed
 	$(BIN)/vcalld demo $(DEMO_ARGS)
@@ -68,6 +68,10 @@ bench-video: $(VENV)/.installed
 
 bench-loss: $(VENV)/.installed
 	$(SUDO) unshare --net sh -c 'ip link set lo up && exec $(BIN)/python -m bench.audio_loss $(BENCH_ARGS)'
+
+bench-loss-testbed: $(VENV)/.installed .stamp-deb-tools
+	$(SUDO) tools/deb.sh amd64
+	$(SUDO) $(BIN)/python -m bench.audio_loss_testbed $(BENCH_ARGS)
 
 bench-mqtt: $(VENV)/.installed
 	$(SUDO) unshare --net sh -c 'ip link set lo up && exec $(BIN)/python -m bench.mqtt_latency $(BENCH_ARGS)'

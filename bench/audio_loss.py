@@ -9,6 +9,11 @@ ICE), so both directions lose at the rate, starting after a few seconds of clean
 Latency is from the moment a frame leaves its source track to the moment the far end's
 playout hands it on (tracks on one clock; no sound card in the path).
 
+vcalld and Chromium: a daemon (its 440 Hz tone) and headless Chromium (espeak-ng speech
+from its fake microphone) in a room; the loss is on every datagram the daemon sends and
+receives. Chromium's figures are its getStats: concealed samples, and its jitter buffer's
+delay (which is what "playout delay" is for every row: the buffer's hold, not the path).
+
 Run it with `make bench-loss`, in a private network namespace with only loopback.
 """
 
@@ -17,12 +22,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import itertools
 import statistics
+import tempfile
 import time
 from dataclasses import dataclass, field
 from fractions import Fraction
+from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
 import numpy as np
 from aiortc import MediaStreamTrack, RTCPeerConnection
@@ -30,7 +37,8 @@ from aiortc.mediastreams import MediaStreamError
 from av import AudioFrame
 
 from bench.table import markdown_table
-from tests.helpers import eventually
+from tests.chromium import Page, chromium_page, write_wav
+from tests.helpers import eventually, running
 from tests.lossy import Loss, impair
 from tests.speech import FAR_END, speech
 from vcalld.call import aiortc_hooks
@@ -38,11 +46,15 @@ from vcalld.call.audio.playout import Playout, Source
 from vcalld.call.audio.receiver import AudioReceiver
 from vcalld.call.audio.sender import VoiceEncoder, VoiceSettings
 from vcalld.call.ice import restrict_host_addresses, rtc_configuration
+from vcalld.config import VcalldConfig
+from vcalld.config.models import RoomServerConfig
+from vcalld.room.server import RoomServer
 
 RATE = 48000
 FRAME = 960
 WARMUP_SECONDS = 4.0
 RATES = (0.0, 0.1, 0.3, 0.5, 0.7)
+NOT_TOLD = "-"
 
 
 class SpeechTrack(MediaStreamTrack):
@@ -103,10 +115,15 @@ class Direction:
 
         buffer.take = timed  # type: ignore[method-assign]
 
-    def gaps(self, since: float) -> int:
-        """Times the far end's output paused for more than a frame and a half."""
-        times = sorted(played for played in self.played_at.values() if played >= since)
-        return sum(1 for a, b in itertools.pairwise(times) if b - a > 1.5 * FRAME / RATE)
+    def gaps(self, since: float, dropped: int) -> int:
+        """Frames sent that were neither played nor concealed, less the `dropped` frames the
+        buffer skipped on purpose to shed delay (a packet may hold 40 or 60 ms, so this
+        counts the packets sent, not timestamps)."""
+        played = [t for t, at in self.played_at.items() if at >= since]
+        first, last = min(played, default=0), max(played, default=-1)
+        heard = set(played)
+        sent = [t for t, at in self.sent_at.items() if first <= t <= last]
+        return sum(t not in heard for t in sent) - dropped
 
     def latency_ms(self, since: float) -> tuple[float, float]:
         """Median and 95th percentile; the first frame played and sent are timestamp 0."""
@@ -122,37 +139,49 @@ class Direction:
 
 @dataclass
 class Result:
-    peer: str
+    """One receiver at one loss rate; None where that receiver does not tell."""
+
+    receiver: str
     loss: float
-    counts: dict[str, int]
-    expected: int
-    latency: tuple[float, float]
-    gaps: int
+    shares: dict[str, float | None]  # percent of the 20 ms frames due in the window
+    gaps: int | None
+    latency: tuple[float, float] | None
+    playout_delay_ms: float
     alive: bool
 
     def cells(self) -> list[str]:
-        counts, expected = self.counts, max(1, self.expected)
-
-        def share(*names: str) -> str:
-            return f"{100 * sum(counts.get(name, 0) for name in names) / expected:.1f}"
+        def percent(name: str) -> str:
+            value = self.shares.get(name)
+            return NOT_TOLD if value is None else f"{value:.1f}"
 
         return [
-            self.peer,
+            self.receiver,
             f"{100 * self.loss:.0f}",
-            share("primary"),
-            share("fec"),
-            share("red"),
-            share("primary", "fec", "red"),
-            share("concealed"),
-            str(self.gaps),
-            f"{self.latency[0]:.0f} / {self.latency[1]:.0f}",
+            *(percent(name) for name in ("primary", "fec", "red", "delivered", "concealed")),
+            NOT_TOLD if self.gaps is None else str(self.gaps),
+            NOT_TOLD if self.latency is None else f"{self.latency[0]:.0f} / {self.latency[1]:.0f}",
+            f"{self.playout_delay_ms:.0f}",
             "yes" if self.alive else "**no**",
         ]
 
 
+def engine_shares(counts: dict[str, int], expected: int) -> dict[str, float | None]:
+    def share(*names: str) -> float:
+        return 100 * sum(counts.get(name, 0) for name in names) / max(1, expected)
+
+    return {
+        "primary": share("primary"),
+        "fec": share("fec"),
+        "red": share("red"),
+        "delivered": share("primary", "fec", "red"),
+        "concealed": share("concealed"),
+    }
+
+
 HEADER = [
     "receiver", "loss %", "primary %", "FEC %", "RED %", "delivered %", "concealed %",
-    "gaps", "latency ms (median / p95)", "alive after the run",
+    "unconcealed gaps", "source to far track ms (median / p95)", "playout delay ms",
+    "call up after",
 ]  # fmt: skip
 
 
@@ -195,7 +224,7 @@ async def engine_call(loss: float, seconds: float, seed: int, voice: np.ndarray)
         impair(bob, Loss(loss, seed + 1))
         before = dict(receiver.buffer.counts)
         started = time.monotonic()
-        await asyncio.sleep(seconds)
+        delays = await sample_delay(receiver, seconds)
         counts = {
             key: receiver.buffer.counts[key] - before.get(key, 0) for key in receiver.buffer.counts
         }
@@ -205,29 +234,130 @@ async def engine_call(loss: float, seconds: float, seed: int, voice: np.ndarray)
         await alice.close()
         await bob.close()
     return Result(
-        "vcalld",
+        "vcalld from vcalld",
         loss,
-        counts,
-        int(seconds * RATE / FRAME),
+        engine_shares(counts, int(seconds * RATE / FRAME)),
+        towards_bob.gaps(started, counts.get("dropped", 0)),
         towards_bob.latency_ms(started),
-        towards_bob.gaps(started),
+        1000 * statistics.median(delays),
         alive,
     )
+
+
+async def sample_delay(receiver: AudioReceiver, seconds: float) -> list[float]:
+    """The playout delay twice a second for `seconds`."""
+    delays = []
+    for _ in range(int(seconds * 2)):
+        await asyncio.sleep(0.5)
+        delays.append(receiver.buffer.delay)
+    return delays
+
+
+async def chromium_calls(rates: list[float], seconds: float, folder: Path) -> list[Result]:
+    """One daemon and one Chromium per rate, so each rate starts from a fresh call."""
+    wav = write_wav(folder / "speech.wav", 0.5 * speech(FAR_END, RATE), RATE)
+    results = []
+    for index, loss in enumerate(rates):
+        server = RoomServer(RoomServerConfig(port=0))
+        await server.start()
+        try:
+            results += await chromium_call(
+                server, loss, seconds, wav=wav, folder=folder, seed=200 + index
+            )
+        finally:
+            await server.stop()
+    return results
+
+
+async def chromium_call(
+    server: RoomServer, loss: float, seconds: float, *, wav: Path, folder: Path, seed: int
+) -> list[Result]:
+    config = VcalldConfig.model_validate(
+        {
+            "device": {"id": "kiosk"},
+            "call": {"server_url": f"ws://127.0.0.1:{server.port}/ws", "room": "bench",
+                     "ice_host_addresses": ["127.0.0.1"]},
+            "video": {"enabled": False},
+            "control": {"socket": str(folder / "kiosk.sock")},
+        }
+    )  # fmt: skip
+    query = urlencode({"room": "bench", "name": "chromium", "autojoin": "1"})
+    url = f"http://127.0.0.1:{server.port}/?{query}"
+    async with running(config) as kiosk, chromium_page(url, audio_wav=wav) as page:
+        pc = await eventually(
+            lambda: next(iter(kiosk._backend.peer_connections().values()), None), 20
+        )
+        await eventually(lambda: pc.connectionState == "connected", 20)
+        transceiver = next(t for t in pc.getTransceivers() if t.kind == "audio")
+        receiver = aiortc_hooks.receiver_of(transceiver)
+        assert receiver is not None
+        await asyncio.sleep(WARMUP_SECONDS)
+        impair(pc, Loss(loss, seed), outbound=True)
+        ours_before = dict(receiver.buffer.counts)
+        theirs_before = await chromium_inbound(page)
+        delays = await sample_delay(receiver, seconds)
+        theirs = await chromium_inbound(page)
+        counts = {
+            key: receiver.buffer.counts[key] - ours_before.get(key, 0)
+            for key in receiver.buffer.counts
+        }
+        alive = pc.connectionState == "connected" and theirs.get("state") == "connected"
+    expected = int(seconds * RATE / FRAME)
+    change = {
+        key: theirs.get(key, 0) - theirs_before.get(key, 0) for key in theirs if key != "state"
+    }
+    samples = max(1.0, change.get("totalSamplesReceived", 0))
+    concealed = (
+        100
+        * (change.get("concealedSamples", 0) - change.get("silentConcealedSamples", 0))
+        / samples
+    )
+    buffered = change.get("jitterBufferDelay", 0) / max(
+        1.0, change.get("jitterBufferEmittedCount", 0)
+    )
+    chromium_shares: dict[str, float | None] = {
+        "delivered": 100 - concealed, "concealed": concealed,
+    }  # fmt: skip
+    return [
+        Result("Chromium from vcalld", loss, chromium_shares, None, None, 1000 * buffered, alive),
+        Result(
+            "vcalld from Chromium",
+            loss,
+            engine_shares(counts, expected),
+            None,
+            None,
+            1000 * statistics.median(delays),
+            alive,
+        ),
+    ]
+
+
+async def chromium_inbound(page: Page) -> dict[str, Any]:
+    """Chromium's getStats for the audio it receives, and its connection state."""
+    for entry in (await page.evaluate("vcall.stats()")).values():
+        return {**entry["inbound"].get("audio", {}), "state": entry["state"]}
+    return {}
 
 
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=60.0, help="of loss per rate")
     parser.add_argument("--rates", type=float, nargs="*", default=list(RATES))
+    parser.add_argument("--no-chromium", action="store_true", help="vcalld to vcalld only")
     args = parser.parse_args()
     restrict_host_addresses(["127.0.0.1"])
     aiortc_hooks.install(VoiceSettings())
     voice = (speech(FAR_END, RATE) * 0.5 * 32767).astype(np.int16)
-    rows = []
+    results = []
     for index, loss in enumerate(args.rates):
-        result = await engine_call(loss, args.seconds, seed=100 + 2 * index, voice=voice)
-        rows.append(result.cells())
-        print(" | ".join(result.cells()), flush=True)
+        results.append(await engine_call(loss, args.seconds, seed=100 + 2 * index, voice=voice))
+        print(" | ".join(results[-1].cells()), flush=True)
+    if not args.no_chromium:
+        with tempfile.TemporaryDirectory() as folder:
+            for result in await chromium_calls(args.rates, args.seconds, Path(folder)):
+                results.append(result)
+                print(" | ".join(result.cells()), flush=True)
+    rows = [result.cells() for result in results]
     print()
     print(markdown_table(HEADER, rows))
     print(f"\n`make bench-loss` ({args.seconds:.0f} s of loss per rate)")

@@ -83,12 +83,16 @@ def write_pattern_clip(path: Path, width: int, height: int, fps: int, frames: in
 def write_tone_wav(path: Path, frequency_hz: float, seconds: int, sample_rate: int = 48000) -> Path:
     """A mono 16-bit tone whose loop point falls on a whole period, for the fake microphone."""
     t = np.arange(seconds * sample_rate) / sample_rate
-    samples = (0.3 * 32767 * np.sin(2 * np.pi * frequency_hz * t)).astype("<i2")
+    return write_wav(path, 0.3 * np.sin(2 * np.pi * frequency_hz * t), sample_rate)
+
+
+def write_wav(path: Path, samples: np.ndarray[Any, Any], sample_rate: int) -> Path:
+    """Mono samples in -1..1 as a 16-bit WAV file, which Chromium's fake microphone plays."""
     with wave.open(str(path), "wb") as out:
         out.setnchannels(1)
         out.setsampwidth(2)
         out.setframerate(sample_rate)
-        out.writeframes(samples.tobytes())
+        out.writeframes((32767 * samples).astype("<i2").tobytes())
     return path
 
 

@@ -22,7 +22,14 @@ import numpy as np
 import pytest
 from av import VideoFrame
 
-from tests.package.testbed import GuestCommandError, Testbed, built_deb, until
+from tests.package.testbed import (
+    CONTROL_SCRIPT,
+    GuestCommandError,
+    Testbed,
+    built_deb,
+    device_config,
+    until,
+)
 from vcalld.media.display.compositor import PLACEHOLDER_GREY
 from vcalld.media.display.layout import self_view
 from vcalld.media.layout import picture_plane
@@ -34,49 +41,12 @@ ROOM_SERVER = "/usr/bin/vcalld room-server --host 127.0.0.1 --port 8080"
 PEER = "/usr/bin/vcalld run --config /root/peer.toml"
 
 
-def device_config(device_id: str, socket: str) -> str:
-    """Small video so two daemons fit the emulated CPU; content is checked, not speed."""
-    return textwrap.dedent(f"""\
-        [device]
-        id = "{device_id}"
-        [call]
-        server_url = "ws://127.0.0.1:8080/ws"
-        room = "hall"
-        ice_host_addresses = ["127.0.0.1"]
-        reconnect_max_seconds = 1.0
-        [video]
-        width = 160
-        height = 120
-        fps = 10
-        [audio]
-        tone_frequency_hz = 880.0
-        [control]
-        socket = "{socket}"
-        """)
-
-
 KIOSK_SOCKET = "/run/vcalld/control.sock"
 PEER_SOCKET = "/run/vcalld-peer.sock"
 KIOSK_CONFIG = device_config("kiosk", KIOSK_SOCKET)
 # The peer only listens and looks: sending no video of its own leaves the emulated CPU to the
 # kiosk (video it receives all the same).
-PEER_CONFIG = device_config("peer", PEER_SOCKET).replace("[video]\n", "[video]\nenabled = false\n")
-# Talks to the control socket with the guest's own python3: `vcallctl` imports the whole
-# stack, which takes seconds per call on the emulated CPU while two daemons encode. A third
-# argument is a command's JSON body, POSTed.
-CONTROL_GET = """\
-import http.client, socket, sys
-class UnixConnection(http.client.HTTPConnection):
-    def connect(self):
-        self.sock = socket.socket(socket.AF_UNIX)
-        self.sock.connect(sys.argv[2])
-connection = UnixConnection("vcalld")
-if len(sys.argv) > 3:
-    connection.request("POST", sys.argv[1], body=sys.argv[3])
-else:
-    connection.request("GET", sys.argv[1])
-print(connection.getresponse().read().decode())
-"""
+PEER_CONFIG = device_config("peer", PEER_SOCKET, video=False)
 
 
 @pytest.fixture(scope="module")
@@ -144,7 +114,7 @@ def test_service_is_ready_in_a_call_and_reports_to_the_journal(vm: Testbed) -> N
     until(lambda: vm.status("exec 3<>/dev/tcp/127.0.0.1/8080") == 0, timeout=60)
     vm.run(f"systemd-run --unit vcalld-peer {PEER}")
 
-    vm.write("/root/control_get.py", CONTROL_GET)
+    vm.write("/root/control_get.py", CONTROL_SCRIPT)
     started = time.monotonic()
     vm.run("systemctl start vcalld", timeout=120)  # Type=notify: returns at READY=1
     ready_seconds = time.monotonic() - started

@@ -7,6 +7,7 @@ import os
 import shlex
 import subprocess
 import tempfile
+import textwrap
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -20,6 +21,47 @@ ROOT = Path(__file__).resolve().parents[2]
 TESTBED = ROOT / "tools" / "testbed" / "testbed.sh"
 DIST = ROOT / "dist"
 T = TypeVar("T")
+
+
+def device_config(device_id: str, socket: str, *, video: bool = True) -> str:
+    """Small video (or none) so two daemons fit the emulated CPU; content is checked, not
+    speed."""
+    return textwrap.dedent(f"""\
+        [device]
+        id = "{device_id}"
+        [call]
+        server_url = "ws://127.0.0.1:8080/ws"
+        room = "hall"
+        ice_host_addresses = ["127.0.0.1"]
+        reconnect_max_seconds = 1.0
+        [video]
+        enabled = {str(video).lower()}
+        width = 160
+        height = 120
+        fps = 10
+        [audio]
+        tone_frequency_hz = 880.0
+        [control]
+        socket = "{socket}"
+        """)
+
+
+# Talks to the control socket with the guest's own python3: `vcallctl` imports the whole
+# stack, which takes seconds per call on the emulated CPU while two daemons encode. A third
+# argument is a command's JSON body, POSTed.
+CONTROL_SCRIPT = """\
+import http.client, socket, sys
+class UnixConnection(http.client.HTTPConnection):
+    def connect(self):
+        self.sock = socket.socket(socket.AF_UNIX)
+        self.sock.connect(sys.argv[2])
+connection = UnixConnection("vcalld")
+if len(sys.argv) > 3:
+    connection.request("POST", sys.argv[1], body=sys.argv[3])
+else:
+    connection.request("GET", sys.argv[1])
+print(connection.getresponse().read().decode())
+"""
 
 
 def built_deb(arch: str) -> Path:

@@ -14,6 +14,9 @@ from typing import Any
 
 from aiortc import RTCPeerConnection
 
+from vcalld.call import aiortc_hooks
+from vcalld.call.audio.playout import Source
+
 # Jitter arrives in RTP timestamp units; these are the clock rates of VP8 and Opus.
 CLOCK_RATES = {"video": 90_000, "audio": 48_000}
 
@@ -27,6 +30,9 @@ class Counters:
     packets_lost: int = 0
     jitter_ms: dict[str, float] = field(default_factory=dict)
     rtt_ms: float | None = None
+    audio_frames: dict[str, int] = field(default_factory=dict)  # by how each was played
+    playout_delay_ms: float | None = None
+    red_copies_sent: int | None = None
 
 
 async def read_counters(pc: RTCPeerConnection) -> Counters:
@@ -45,6 +51,14 @@ async def read_counters(pc: RTCPeerConnection) -> Counters:
         elif stats.type == "remote-inbound-rtp" and stats.roundTripTime is not None:
             rtt = 1000 * stats.roundTripTime
             counters.rtt_ms = rtt if counters.rtt_ms is None else max(counters.rtt_ms, rtt)
+    for transceiver in pc.getTransceivers():
+        receiver = aiortc_hooks.receiver_of(transceiver)
+        if receiver is not None:
+            counters.audio_frames = {s.value: receiver.buffer.counts[s.value] for s in Source}
+            counters.playout_delay_ms = round(1000 * receiver.buffer.delay, 1)
+        encoder = aiortc_hooks.encoder_of(transceiver)
+        if encoder is not None:
+            counters.red_copies_sent = encoder.copies
     return counters
 
 
@@ -69,9 +83,13 @@ def _rates(before: Counters | None, now: Counters) -> dict[str, Any]:
     rates: dict[str, Any] = {
         "jitter_ms": now.jitter_ms,
         "rtt_ms": None if now.rtt_ms is None else round(now.rtt_ms, 1),
+        "audio_playout_delay_ms": now.playout_delay_ms,
+        "audio_red_copies_sent": now.red_copies_sent,
     }
     if before is None or now.at <= before.at:
-        rates.update(receive_kbps=None, send_kbps=None, loss_percent=None)
+        rates.update(
+            receive_kbps=None, send_kbps=None, loss_percent=None, audio_frames_percent=None
+        )
         return rates
     seconds = now.at - before.at
     received = now.packets_received - before.packets_received
@@ -80,5 +98,16 @@ def _rates(before: Counters | None, now: Counters) -> dict[str, Any]:
         receive_kbps=round(8 * (now.bytes_received - before.bytes_received) / seconds / 1000, 1),
         send_kbps=round(8 * (now.bytes_sent - before.bytes_sent) / seconds / 1000, 1),
         loss_percent=round(100 * lost / (received + lost), 2) if received + lost > 0 else 0.0,
+        audio_frames_percent=_shares(before.audio_frames, now.audio_frames),
     )
     return rates
+
+
+def _shares(before: dict[str, int], now: dict[str, int]) -> dict[str, float] | None:
+    """How the audio frames played since the last sample came: primary, red, fec,
+    concealed, silent (DTX) and stretched (delay raised), in percent."""
+    played = {source: now[source] - before.get(source, 0) for source in now}
+    total = sum(played.values())
+    if not total:
+        return None
+    return {source: round(100 * count / total, 1) for source, count in played.items()}

@@ -95,7 +95,7 @@ class CallAudioConfig(Section):
     )
     dtx: bool = Field(default=False, description="Send almost nothing during silence.")
     red_max_copies: int = Field(
-        default=5,
+        default=6,
         ge=0,
         le=8,
         description=(

@@ -24,6 +24,9 @@ TARGET_DELIVERY = 0.99  # copies are added until this share of frames would get 
 LOSS_WINDOW_SECONDS = 8.0  # loss is the worst report in this window: up fast, down slowly
 MIN_COPY_BITRATE = 12000  # below this Opus loses more than another copy would win back
 BUDGET_FACTOR = 3  # redundancy may raise the audio's bitrate to 3x the configured one
+FEC_HISTORY = 50  # packets: libopus codes FEC only for speech in its SILK modes
+FEC_RELIABLE = 0.5  # count on FEC once this share of recent packets carried it (pauses in
+# speech carry none, and need none)
 
 
 @dataclass(frozen=True)
@@ -32,7 +35,7 @@ class VoiceSettings:
     channels: int = 1
     fec: bool = True
     dtx: bool = False
-    max_redundancy: int = 5  # RED copies per packet at most; 0 sends no copies
+    max_redundancy: int = 6  # RED copies per packet at most; 0 sends no copies
     application: str = "voip"
 
     @classmethod
@@ -92,6 +95,7 @@ class VoiceEncoder:
         self._fifo = SampleFifo()
         self._timestamp = 0
         self._sent: collections.deque[tuple[int, bytes]] = collections.deque()  # for copies
+        self._carried_fec: collections.deque[bool] = collections.deque(maxlen=FEC_HISTORY)
         self._reports: collections.deque[tuple[float, float]] = collections.deque()
         self.loss = 0.0
         self.copies = 0
@@ -112,6 +116,7 @@ class VoiceEncoder:
             self._encoder.set_expected_loss(round(self.loss * 100) if self.settings.fec else 0)
             self._encoder.set_bitrate(self._bitrate)
         packet = self._encoder.encode(np.ascontiguousarray(pcm).reshape(-1))
+        self._carried_fec.append(opus.has_fec(packet))
         timestamp = self._timestamp
         self._timestamp += frames * FRAME_SAMPLES
         return [self._payload(packet, timestamp)], timestamp
@@ -129,10 +134,16 @@ class VoiceEncoder:
         self.loss = max(loss for _, loss in self._reports)
         settings = self.settings
         limit = settings.max_redundancy if self._red else 0
-        self.copies = copies_needed(self.loss, fec=settings.fec, limit=limit)
+        self.copies = copies_needed(self.loss, fec=self._fec_reliable(), limit=limit)
         budget = settings.bitrate * BUDGET_FACTOR // (self.copies + 1)
         self._bitrate = max(MIN_COPY_BITRATE, min(settings.bitrate, budget))
         self._settings_changed = True
+
+    def _fec_reliable(self) -> bool:
+        """Whether recent packets carried FEC: libopus leaves it out for a tone, music or
+        its CELT mode however much loss it expects, and then only copies help."""
+        carried = list(self._carried_fec)
+        return len(carried) == FEC_HISTORY and sum(carried) >= FEC_RELIABLE * FEC_HISTORY
 
     def _payload(self, packet: bytes, timestamp: int) -> bytes:
         if not self._red:
