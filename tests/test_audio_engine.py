@@ -343,6 +343,13 @@ def test_a_late_packet_is_dropped_and_does_not_raise_the_delay() -> None:
     assert max(played.delays[50:]) < 0.012
 
 
+def test_the_hold_is_capped_however_wild_the_jitter() -> None:
+    sent = encode(tone(440, 6.0), NO_RED, red_on=False)
+    played = play(sent, red_on=False, extra_delay=lambda index: 0.8 * (index % 3 == 0))
+    assert max(played.delays) <= 0.3 + 0.02  # the cap, within a frame
+    assert played.receiver.buffer.counts["late"] > 50  # a third of the packets: too late
+
+
 def test_rtp_timestamps_wrap_without_a_restart() -> None:
     sent = encode(tone(440, 2.0), NO_RED, red_on=False)
     played = play(sent, red_on=False, first_timestamp=(1 << 32) - 30 * FRAME)

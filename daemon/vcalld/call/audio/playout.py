@@ -24,6 +24,7 @@ SHRINK_INTERVAL_SECONDS = 0.25  # drop at most one frame this often to shed dela
 RESET_SECONDS = 2.0  # a timestamp this far from the playout point starts a new stream
 IDLE_SECONDS = 0.5  # stop concealing when nothing at all has arrived for this long
 SAFETY_SECONDS = 0.005  # scheduling slack: the loop wakes a little late
+MAX_HOLD_SECONDS = 0.3  # beyond this a conversation breaks down: conceal instead of waiting
 DTX_PACKET_BYTES = 2  # an Opus DTX packet is its table-of-contents byte, at most two
 
 
@@ -128,7 +129,8 @@ class PlayoutBuffer:
         return self._count(self._take_next())
 
     def target_offset(self) -> float:
-        """Lowest recent delay + its spread (95th percentile) + time for copies to arrive."""
+        """Lowest recent delay + its spread (95th percentile) + time for copies to arrive,
+        the hold capped at MAX_HOLD_SECONDS."""
         if not self._recent:
             return self._min_delay
         ordered = sorted(delay for _, delay, _ in self._recent)
@@ -136,7 +138,8 @@ class PlayoutBuffer:
         spread = ordered[int(0.95 * (len(ordered) - 1))] - base
         allowance = max(self._min_delay, spread + SAFETY_SECONDS)
         depth = max(depth for _, _, depth in self._recent)
-        return base + allowance + depth * self._frame_samples / CLOCK_RATE
+        hold = allowance + depth * self._frame_samples / CLOCK_RATE
+        return base + min(hold, MAX_HOLD_SECONDS)
 
     @property
     def delay(self) -> float:
