@@ -343,6 +343,19 @@ def test_a_late_packet_is_dropped_and_does_not_raise_the_delay() -> None:
     assert max(played.delays[50:]) < 0.012
 
 
+def test_dtx_sends_little_in_silence_and_the_receiver_fills_it_without_loss() -> None:
+    talk = spoken(1.0)
+    samples = np.concatenate([talk, np.zeros(2 * RATE, np.int16), talk])
+    sent = encode(samples, VoiceSettings(dtx=True, max_redundancy=0), red_on=False)
+    quiet = [packet for packet in sent if RATE <= packet.timestamp < 3 * RATE]
+    assert len(quiet) < 25  # of 100 frames: libopus's noise updates, and the first DTX frame
+    played = play(sent, red_on=False)
+    heard = list(played.sources.values())
+    assert heard.count(Source.SILENT) > 60
+    assert Source.CONCEALED not in heard
+    assert heard[-40:] == [Source.PRIMARY] * 40  # talking again
+
+
 def test_the_hold_is_capped_however_wild_the_jitter() -> None:
     sent = encode(tone(440, 6.0), NO_RED, red_on=False)
     played = play(sent, red_on=False, extra_delay=lambda index: 0.8 * (index % 3 == 0))
@@ -354,6 +367,15 @@ def test_rtp_timestamps_wrap_without_a_restart() -> None:
     sent = encode(tone(440, 2.0), NO_RED, red_on=False)
     played = play(sent, red_on=False, first_timestamp=(1 << 32) - 30 * FRAME)
     assert list(played.sources.values()).count(Source.PRIMARY) == len(sent)
+
+
+def test_hooks_refuse_an_aiortc_they_were_not_written_for(monkeypatch: pytest.MonkeyPatch) -> None:
+    versions = {"aiortc": "1.17.0", "aioice": "0.13.0"}
+    monkeypatch.setattr(aiortc_hooks.importlib.metadata, "version", versions.__getitem__)
+    with pytest.raises(
+        aiortc_hooks.UpstreamMismatchError, match=r"aiortc 1\.16\.0, found 1\.17\.0"
+    ):
+        aiortc_hooks.install(VoiceSettings())
 
 
 def test_a_malformed_packet_is_counted_and_dropped() -> None:

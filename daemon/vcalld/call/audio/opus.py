@@ -11,6 +11,7 @@ import numpy as np
 SAMPLE_RATE = 48000
 MAX_PACKET_BYTES = 1275  # RFC 6716 section 3.2.1
 MAX_FRAME_SAMPLES = 5760  # 120 ms at 48 kHz
+DTX_PACKET_BYTES = 2  # with DTX on, libopus marks a frame not worth sending this way
 
 _APPLICATION = {"voip": 2048, "audio": 2049}
 _SET_BITRATE = 4002
@@ -68,6 +69,11 @@ def _check(result: int, doing: str) -> int:
 def frame_samples(packet: bytes) -> int:
     """Samples per channel at 48 kHz that `packet` decodes to; OpusError if it is no Opus."""
     return _check(_library().opus_packet_get_nb_samples(packet, len(packet), SAMPLE_RATE), "packet")
+
+
+def is_dtx(packet: bytes) -> bool:
+    """A frame of silence under DTX: the decoder makes comfort noise until the next packet."""
+    return len(packet) <= DTX_PACKET_BYTES
 
 
 def has_fec(packet: bytes) -> bool:

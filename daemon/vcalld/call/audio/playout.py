@@ -18,6 +18,8 @@ import collections
 import enum
 from dataclasses import dataclass
 
+from vcalld.call.audio import opus
+
 CLOCK_RATE = 48000
 DELAY_WINDOW_SECONDS = 2.0
 SHRINK_INTERVAL_SECONDS = 0.25  # drop at most one frame this often to shed delay
@@ -25,7 +27,6 @@ RESET_SECONDS = 2.0  # a timestamp this far from the playout point starts a new 
 IDLE_SECONDS = 0.5  # stop concealing when nothing at all has arrived for this long
 SAFETY_SECONDS = 0.005  # scheduling slack: the loop wakes a little late
 MAX_HOLD_SECONDS = 0.3  # beyond this a conversation breaks down: conceal instead of waiting
-DTX_PACKET_BYTES = 2  # an Opus DTX packet is its table-of-contents byte, at most two
 
 
 class Source(enum.Enum):
@@ -172,7 +173,7 @@ class PlayoutBuffer:
         assert self._next is not None
         if entry is not None:
             self._frame_samples = entry.samples
-            self._last_dtx = len(entry.payload) <= DTX_PACKET_BYTES
+            self._last_dtx = opus.is_dtx(entry.payload)
         self._next += self._frame_samples
         for stale in [timestamp for timestamp in self._entries if timestamp < self._next]:
             del self._entries[stale]

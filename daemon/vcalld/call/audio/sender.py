@@ -96,6 +96,7 @@ class VoiceEncoder:
         self._timestamp = 0
         self._sent: collections.deque[tuple[int, bytes]] = collections.deque()  # for copies
         self._carried_fec: collections.deque[bool] = collections.deque(maxlen=FEC_HISTORY)
+        self._silent = False  # the last frame was DTX silence
         self._reports: collections.deque[tuple[float, float]] = collections.deque()
         self.loss = 0.0
         self.copies = 0
@@ -116,9 +117,12 @@ class VoiceEncoder:
             self._encoder.set_expected_loss(round(self.loss * 100) if self.settings.fec else 0)
             self._encoder.set_bitrate(self._bitrate)
         packet = self._encoder.encode(np.ascontiguousarray(pcm).reshape(-1))
-        self._carried_fec.append(opus.has_fec(packet))
         timestamp = self._timestamp
         self._timestamp += frames * FRAME_SAMPLES
+        silent_before, self._silent = self._silent, opus.is_dtx(packet)
+        if silent_before and self._silent:
+            return [], timestamp  # DTX: the first silent frame tells the receiver, no more
+        self._carried_fec.append(opus.has_fec(packet))
         return [self._payload(packet, timestamp)], timestamp
 
     def pack(self, packet: Any) -> tuple[list[bytes], int]:
