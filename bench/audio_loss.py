@@ -53,6 +53,7 @@ from vcalld.room.server import RoomServer
 RATE = 48000
 FRAME = 960
 WARMUP_SECONDS = 4.0
+SETTLE_SECONDS = 10.0  # the first receiver reports must get through the loss to the sender
 RATES = (0.0, 0.1, 0.3, 0.5, 0.7)
 NOT_TOLD = "-"
 
@@ -158,6 +159,7 @@ class Result:
             self.receiver,
             f"{100 * self.loss:.0f}",
             *(percent(name) for name in ("primary", "fec", "red", "delivered", "concealed")),
+            percent("settled"),
             NOT_TOLD if self.gaps is None else str(self.gaps),
             NOT_TOLD if self.latency is None else f"{self.latency[0]:.0f} / {self.latency[1]:.0f}",
             f"{self.playout_delay_ms:.0f}",
@@ -165,23 +167,58 @@ class Result:
         ]
 
 
-def engine_shares(counts: dict[str, int], expected: int) -> dict[str, float | None]:
-    def share(*names: str) -> float:
-        return 100 * sum(counts.get(name, 0) for name in names) / max(1, expected)
+def difference(after: dict[str, Any], before: dict[str, Any]) -> dict[str, float]:
+    return {
+        key: value - before.get(key, 0)
+        for key, value in after.items()
+        if isinstance(value, int | float)
+    }
+
+
+DELIVERED = ("primary", "fec", "red")
+
+
+def engine_shares(
+    start: dict[str, int], settled: dict[str, int], end: dict[str, int], seconds: float
+) -> dict[str, float | None]:
+    """Shares of the frames due in the window; "settled": delivered after SETTLE_SECONDS."""
+    counts = difference(end, start)
+    late = difference(end, settled)
+
+    def share(within: dict[str, float], names: tuple[str, ...], length: float) -> float:
+        return 100 * sum(within.get(name, 0) for name in names) / (length * RATE / FRAME)
 
     return {
-        "primary": share("primary"),
-        "fec": share("fec"),
-        "red": share("red"),
-        "delivered": share("primary", "fec", "red"),
-        "concealed": share("concealed"),
+        "primary": share(counts, ("primary",), seconds),
+        "fec": share(counts, ("fec",), seconds),
+        "red": share(counts, ("red",), seconds),
+        "delivered": share(counts, DELIVERED, seconds),
+        "concealed": share(counts, ("concealed",), seconds),
+        "settled": share(late, DELIVERED, seconds - SETTLE_SECONDS),
+    }
+
+
+def chromium_shares(
+    start: dict[str, Any], settled: dict[str, Any], end: dict[str, Any]
+) -> dict[str, float | None]:
+    """From Chromium's getStats: concealed samples, less the silence it made up on purpose."""
+
+    def concealed(within: dict[str, float]) -> float:
+        made_up = within.get("concealedSamples", 0) - within.get("silentConcealedSamples", 0)
+        return 100 * made_up / max(1.0, within.get("totalSamplesReceived", 0))
+
+    counts, late = difference(end, start), difference(end, settled)
+    return {
+        "delivered": 100 - concealed(counts),
+        "concealed": concealed(counts),
+        "settled": 100 - concealed(late),
     }
 
 
 HEADER = [
     "receiver", "loss %", "primary %", "FEC %", "RED %", "delivered %", "concealed %",
-    "unconcealed gaps", "source to far track ms (median / p95)", "playout delay ms",
-    "call up after",
+    "delivered % after 10 s", "unconcealed gaps", "source to far track ms (median / p95)",
+    "playout delay ms", "call up after",
 ]  # fmt: skip
 
 
@@ -222,12 +259,12 @@ async def engine_call(loss: float, seconds: float, seed: int, voice: np.ndarray)
         await asyncio.sleep(WARMUP_SECONDS)
         impair(alice, Loss(loss, seed))
         impair(bob, Loss(loss, seed + 1))
-        before = dict(receiver.buffer.counts)
+        start = dict(receiver.buffer.counts)
         started = time.monotonic()
-        delays = await sample_delay(receiver, seconds)
-        counts = {
-            key: receiver.buffer.counts[key] - before.get(key, 0) for key in receiver.buffer.counts
-        }
+        delays = await sample_delay(receiver, SETTLE_SECONDS)
+        settled = dict(receiver.buffer.counts)
+        delays += await sample_delay(receiver, seconds - SETTLE_SECONDS)
+        end = dict(receiver.buffer.counts)
         alive = alice.connectionState == bob.connectionState == "connected"
         for loop in loops:
             loop.cancel()
@@ -236,8 +273,8 @@ async def engine_call(loss: float, seconds: float, seed: int, voice: np.ndarray)
     return Result(
         "vcalld from vcalld",
         loss,
-        engine_shares(counts, int(seconds * RATE / FRAME)),
-        towards_bob.gaps(started, counts.get("dropped", 0)),
+        engine_shares(start, settled, end, seconds),
+        towards_bob.gaps(started, end.get("dropped", 0) - start.get("dropped", 0)),
         towards_bob.latency_ms(started),
         1000 * statistics.median(delays),
         alive,
@@ -293,43 +330,41 @@ async def chromium_call(
         assert receiver is not None
         await asyncio.sleep(WARMUP_SECONDS)
         impair(pc, Loss(loss, seed), outbound=True)
-        ours_before = dict(receiver.buffer.counts)
-        theirs_before = await chromium_inbound(page)
-        delays = await sample_delay(receiver, seconds)
-        theirs = await chromium_inbound(page)
-        counts = {
-            key: receiver.buffer.counts[key] - ours_before.get(key, 0)
-            for key in receiver.buffer.counts
-        }
-        alive = pc.connectionState == "connected" and theirs.get("state") == "connected"
-    expected = int(seconds * RATE / FRAME)
-    change = {
-        key: theirs.get(key, 0) - theirs_before.get(key, 0) for key in theirs if key != "state"
-    }
-    samples = max(1.0, change.get("totalSamplesReceived", 0))
-    concealed = (
-        100
-        * (change.get("concealedSamples", 0) - change.get("silentConcealedSamples", 0))
-        / samples
-    )
-    buffered = change.get("jitterBufferDelay", 0) / max(
-        1.0, change.get("jitterBufferEmittedCount", 0)
-    )
-    chromium_shares: dict[str, float | None] = {
-        "delivered": 100 - concealed, "concealed": concealed,
-    }  # fmt: skip
+        ours = [dict(receiver.buffer.counts)]
+        theirs = [await chromium_inbound(page)]
+        delays = await sample_delay(receiver, SETTLE_SECONDS)
+        ours.append(dict(receiver.buffer.counts))
+        theirs.append(await chromium_inbound(page))
+        delays += await sample_delay(receiver, seconds - SETTLE_SECONDS)
+        ours.append(dict(receiver.buffer.counts))
+        theirs.append(await chromium_inbound(page))
+        alive = pc.connectionState == "connected" and theirs[-1].get("state") == "connected"
     return [
-        Result("Chromium from vcalld", loss, chromium_shares, None, None, 1000 * buffered, alive),
+        Result(
+            "Chromium from vcalld",
+            loss,
+            chromium_shares(theirs[0], theirs[1], theirs[2]),
+            None,
+            None,
+            1000 * chromium_hold(theirs[0], theirs[-1]),
+            alive,
+        ),
         Result(
             "vcalld from Chromium",
             loss,
-            engine_shares(counts, expected),
+            engine_shares(ours[0], ours[1], ours[2], seconds),
             None,
             None,
             1000 * statistics.median(delays),
             alive,
         ),
     ]
+
+
+def chromium_hold(start: dict[str, Any], end: dict[str, Any]) -> float:
+    """Chromium's jitter buffer delay per sample played, in seconds."""
+    within = difference(end, start)
+    return within.get("jitterBufferDelay", 0) / max(1.0, within.get("jitterBufferEmittedCount", 0))
 
 
 async def chromium_inbound(page: Page) -> dict[str, Any]:

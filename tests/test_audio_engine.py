@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import ctypes
 import glob
+import importlib.metadata
 import os
 import random
 from collections.abc import AsyncIterator, Callable, Iterable
@@ -371,7 +372,7 @@ def test_rtp_timestamps_wrap_without_a_restart() -> None:
 
 def test_hooks_refuse_an_aiortc_they_were_not_written_for(monkeypatch: pytest.MonkeyPatch) -> None:
     versions = {"aiortc": "1.17.0", "aioice": "0.13.0"}
-    monkeypatch.setattr(aiortc_hooks.importlib.metadata, "version", versions.__getitem__)
+    monkeypatch.setattr(importlib.metadata, "version", versions.__getitem__)
     with pytest.raises(
         aiortc_hooks.UpstreamMismatchError, match=r"aiortc 1\.16\.0, found 1\.17\.0"
     ):
