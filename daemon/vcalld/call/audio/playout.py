@@ -83,9 +83,9 @@ class PlayoutBuffer:
             timestamp = self._unwrap(rtp_timestamp)
         primary = next((frame for frame in frames if not frame.age), None)
         oldest = max(frame.age for frame in frames)
-        # A frame's last copy comes `depth` frames after it: in the oldest RED block, else
-        # as FEC in the next packet (within k RED copies, FEC reaches no further).
-        depth = -(-oldest // self._frame_samples) or (1 if primary and primary.has_fec else 0)
+        # A frame's last copy comes `depth` frames after it: its oldest RED copy, and one
+        # frame later the FEC inside the oldest copy of the frame after it.
+        depth = -(-oldest // self._frame_samples) + (1 if primary and primary.has_fec else 0)
         self._record(arrival, arrival - timestamp / CLOCK_RATE, depth)
         if self._next is None:
             self._next = timestamp if primary else timestamp - oldest
