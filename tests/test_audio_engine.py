@@ -359,8 +359,8 @@ def test_dtx_sends_little_in_silence_and_the_receiver_fills_it_without_loss() ->
 
 def test_the_hold_is_capped_however_wild_the_jitter() -> None:
     sent = encode(tone(440, 6.0), NO_RED, red_on=False)
-    played = play(sent, red_on=False, extra_delay=lambda index: 0.8 * (index % 3 == 0))
-    assert max(played.delays) <= 0.3 + 0.02  # the cap, within a frame
+    played = play(sent, red_on=False, extra_delay=lambda index: 2.0 * (index % 3 == 0))
+    assert max(played.delays) <= 1.0 + 0.02  # the cap, within a frame
     assert played.receiver.buffer.counts["late"] > 50  # a third of the packets: too late
 
 
