@@ -357,6 +357,18 @@ def test_dtx_sends_little_in_silence_and_the_receiver_fills_it_without_loss() ->
     assert heard[-40:] == [Source.PRIMARY] * 40  # talking again
 
 
+def test_a_jitter_burst_raises_the_hold_once_and_it_comes_down_later() -> None:
+    sent = encode(tone(440, 30.0), NO_RED, red_on=False)
+    jitter = random.Random(3)
+    spikes = {index: jitter.uniform(0, 0.08) for index in range(250, 350)}
+    played = play(sent, red_on=False, extra_delay=lambda index: spikes.get(index, 0.0))
+    counts = played.receiver.buffer.counts
+    assert counts["stretched"] <= 5  # raised once, by the burst's worst
+    assert min(played.delays[450:500]) >= 0.05  # still held 2 s after the burst
+    assert max(played.delays[-100:]) < 0.012  # and low again after SPREAD_MEMORY_SECONDS
+    assert counts["concealed"] < 50  # of the 100 frames of the burst, while the hold rose
+
+
 def test_the_hold_is_capped_however_wild_the_jitter() -> None:
     sent = encode(tone(440, 6.0), NO_RED, red_on=False)
     played = play(sent, red_on=False, extra_delay=lambda index: 2.0 * (index % 3 == 0))

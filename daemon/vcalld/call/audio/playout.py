@@ -22,6 +22,9 @@ from vcalld.call.audio import opus
 
 CLOCK_RATE = 48000
 DELAY_WINDOW_SECONDS = 2.0
+# The spread of delays raises the hold at once and lowers it only after this long: jitter
+# comes in bursts, and following every one up and down costs a made-up frame each time.
+SPREAD_MEMORY_SECONDS = 10.0
 SHRINK_INTERVAL_SECONDS = 0.25  # drop at most one frame this often to shed delay
 RESET_SECONDS = 2.0  # a timestamp this far from the playout point starts a new stream
 IDLE_SECONDS = 0.5  # stop concealing when nothing at all has arrived for this long
@@ -67,6 +70,8 @@ class PlayoutBuffer:
         self._entries: dict[int, Frame] = {}
         # (arrival, arrival - send time, frame times until a frame's last copy is in)
         self._recent: collections.deque[tuple[float, float, int]] = collections.deque()
+        # (when, spread), spreads decreasing: the largest of the memory is first
+        self._spreads: collections.deque[tuple[float, float]] = collections.deque()
         self._unwrap_last: int | None = None
         self._unwrap_base = 0
         self._next: int | None = None
@@ -132,13 +137,13 @@ class PlayoutBuffer:
         return self._count(self._take_next())
 
     def target_offset(self) -> float:
-        """Lowest recent delay + its spread (95th percentile) + time for copies to arrive,
-        the hold capped at MAX_HOLD_SECONDS."""
+        """Lowest recent delay + its spread (95th percentile, the largest of the last
+        SPREAD_MEMORY_SECONDS) + time for copies to arrive, the hold capped."""
         if not self._recent:
             return self._min_delay
         ordered = sorted(delay for _, delay, _ in self._recent)
         base = ordered[0]
-        spread = ordered[int(0.95 * (len(ordered) - 1))] - base
+        spread = self._largest_spread(ordered[int(0.95 * (len(ordered) - 1))] - base)
         allowance = max(self._min_delay, spread + SAFETY_SECONDS)
         depth = max(depth for _, _, depth in self._recent)
         hold = allowance + depth * self._frame_samples / CLOCK_RATE
@@ -200,9 +205,19 @@ class PlayoutBuffer:
         self._unwrap_last = rtp_timestamp
         return self._unwrap_base
 
+    def _largest_spread(self, spread: float) -> float:
+        now = self._recent[-1][0]
+        while self._spreads and self._spreads[-1][1] <= spread:
+            self._spreads.pop()
+        self._spreads.append((now, spread))
+        while self._spreads[0][0] < now - SPREAD_MEMORY_SECONDS:
+            self._spreads.popleft()
+        return self._spreads[0][1]
+
     def _restart(self) -> None:
         self._entries.clear()
         self._recent.clear()
+        self._spreads.clear()
         self._next = None
         self._unwrap_last = None
         self._last_dtx = False
