@@ -220,6 +220,9 @@ async def test_chromium_negotiates_red_and_both_hear_each_other_through_30_perce
         }
         played = sum(counts.get(name, 0) for name in ("primary", "red", "fec", "concealed"))
         recovered = sum(counts.get(name, 0) for name in ("primary", "red", "fec"))
-        assert recovered > 0.9 * played, counts
+        # Chromium sends one RED copy, and libopus codes no FEC for its tone: 1 - 0.3^2 = 91 %
+        # of frames at most, less the seconds before its copies follow the loss.
+        assert recovered > 0.8 * played, counts
+        assert counts.get("red", 0) > 0.1 * played, counts
         assert tone_ok(received(kiosk, "chromium"), BROWSER_TONE_HZ)
         assert not page.exceptions
