@@ -26,7 +26,7 @@ T = TypeVar("T")
 def device_config(device_id: str, socket: str, *, video: bool = True) -> str:
     """Small video (or none) so two daemons fit the emulated CPU; content is checked, not
     speed."""
-    return textwrap.dedent(f"""\
+    config = textwrap.dedent(f"""\
         [device]
         id = "{device_id}"
         [call]
@@ -35,7 +35,6 @@ def device_config(device_id: str, socket: str, *, video: bool = True) -> str:
         ice_host_addresses = ["127.0.0.1"]
         reconnect_max_seconds = 1.0
         [video]
-        enabled = {str(video).lower()}
         width = 160
         height = 120
         fps = 10
@@ -44,6 +43,7 @@ def device_config(device_id: str, socket: str, *, video: bool = True) -> str:
         [control]
         socket = "{socket}"
         """)
+    return config if video else config.replace("[video]\n", "[video]\nenabled = false\n")
 
 
 # Talks to the control socket with the guest's own python3: `vcallctl` imports the whole
