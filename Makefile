@@ -86,8 +86,9 @@ deb: .stamp-deb-tools
 	$(call apt_install,$(DEB_PACKAGES))
 	touch $@
 
-.stamp-apt: Makefile
+.stamp-apt: Makefile tools/install-janus.sh
 	$(call apt_install,$(APT_PACKAGES))
+	$(SUDO) tools/install-janus.sh
 	touch $@
 
 $(VENV)/.installed: .stamp-apt pyproject.toml setup.py daemon/vcalld/media/voice/_webrtc_apm.cpp

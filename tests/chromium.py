@@ -216,7 +216,9 @@ window.vcallProbe = {
   },
   picture(name) {
     const peer = this.peer(name);
-    const video = peer && peer.tile.querySelector("video");
+    return this.pictureOf(peer && peer.tile.querySelector("video"));
+  },
+  pictureOf(video) {
     if (!video || !video.videoWidth) return null;
     const width = video.videoWidth, height = video.videoHeight;
     const canvas = new OffscreenCanvas(width, height);
@@ -248,11 +250,14 @@ window.vcallProbe = {
   },
   async pitch(name) {
     const peer = this.peer(name);
-    if (!peer || !peer.stream.getAudioTracks().length) return null;
+    return this.pitchOf(peer && peer.stream);
+  },
+  async pitchOf(stream) {
+    if (!stream || !stream.getAudioTracks().length) return null;
     const context = new AudioContext();
     const analyser = context.createAnalyser();
     analyser.fftSize = 16384;
-    context.createMediaStreamSource(peer.stream).connect(analyser);
+    context.createMediaStreamSource(stream).connect(analyser);
     await new Promise((resolve) => setTimeout(resolve, 600));
     const spectrum = new Float32Array(analyser.frequencyBinCount);
     analyser.getFloatFrequencyData(spectrum);
@@ -271,7 +276,16 @@ async def install_probe(page: Page) -> None:
 
 async def remote_picture(page: Page, name: str) -> tuple[Plane, Plane, Plane] | None:
     """(Y, U, V) planes of what the page shows for participant `name`, or None before video."""
-    picture = await page.evaluate(f"vcallProbe.picture({json.dumps(name)})")
+    return await _picture(page, f"vcallProbe.picture({json.dumps(name)})")
+
+
+async def element_picture(page: Page, selector: str) -> tuple[Plane, Plane, Plane] | None:
+    """The same for the first <video> matching `selector` (pages other than our client's)."""
+    return await _picture(page, f"vcallProbe.pictureOf(document.querySelector({selector!r}))")
+
+
+async def _picture(page: Page, expression: str) -> tuple[Plane, Plane, Plane] | None:
+    picture = await page.evaluate(expression)
     if picture is None:
         return None
     width, height = picture["width"], picture["height"]
@@ -289,4 +303,12 @@ async def remote_picture(page: Page, name: str) -> tuple[Plane, Plane, Plane] | 
 async def remote_pitch(page: Page, name: str) -> dict[str, float] | None:
     """Dominant frequency (Hz) and its level (dB) of what the page hears from `name`."""
     result: dict[str, float] | None = await page.evaluate(f"vcallProbe.pitch({json.dumps(name)})")
+    return result
+
+
+async def element_pitch(page: Page, selector: str) -> dict[str, float] | None:
+    """The same for the stream of the first media element matching `selector`."""
+    result: dict[str, float] | None = await page.evaluate(
+        f"vcallProbe.pitchOf((document.querySelector({selector!r}) || {{}}).srcObject)"
+    )
     return result

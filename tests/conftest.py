@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from tests.janus import Janus
 from tests.mqtt import Mosquitto
 from tests.soundcard import PipeSoundCard
 from vcalld.config import VcalldConfig
@@ -64,3 +65,11 @@ async def mosquitto(tmp_path: Path) -> AsyncIterator[Mosquitto]:
     await asyncio.to_thread(broker.start)
     yield broker
     await asyncio.to_thread(broker.stop)
+
+
+@pytest.fixture
+async def janus(tmp_path: Path) -> AsyncIterator[Janus]:
+    server = Janus(tmp_path)
+    await asyncio.to_thread(server.start)
+    yield server
+    await asyncio.to_thread(server.stop)

@@ -12,7 +12,7 @@ from typing import Any
 from aiortc.mediastreams import MediaStreamTrack
 
 from vcalld.call import aiortc_hooks
-from vcalld.call.backends.mesh import MeshBackend
+from vcalld.call.backends import make_backend
 from vcalld.call.ice import restrict_host_addresses
 from vcalld.call.stats import StatsSampler
 from vcalld.commands import (
@@ -74,7 +74,7 @@ class Daemon:
                 audio_source=config.audio.source if config.audio.enabled else None,
             )
         )
-        self._backend = MeshBackend(
+        self._backend = make_backend(
             config.call, config.device.display_name, self.outgoing.local_media(), self
         )
         self._stats = StatsSampler()

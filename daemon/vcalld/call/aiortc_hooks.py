@@ -90,7 +90,8 @@ def attach(pc: RTCPeerConnection, settings: VoiceSettings) -> list[Coroutine[Any
         opus_type, red_type = types
         if transceiver.sender.track is not None:
             _attach_sender(transceiver, settings, opus_type, red_type)
-        loops.append(_attach_receiver(transceiver, opus_type, red_type))
+        if transceiver.currentDirection in ("sendrecv", "recvonly"):
+            loops.append(_attach_receiver(transceiver, opus_type, red_type))
     return loops
 
 

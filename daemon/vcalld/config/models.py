@@ -15,6 +15,7 @@ from pydantic import (
     ConfigDict,
     Field,
     PlainValidator,
+    SecretStr,
     field_validator,
     model_validator,
 )
@@ -105,18 +106,64 @@ class CallAudioConfig(Section):
     )
 
 
+class JanusConfig(Section):
+    """A Janus VideoRoom deployment (`call.backend = "janus"`)."""
+
+    urls: list[Annotated[str, Field(pattern=r"^(wss?|https?)://")]] = Field(
+        default_factory=lambda: ["ws://127.0.0.1:8188/"],
+        min_length=1,
+        description=(
+            "Janus API endpoints, tried in order: a WebSocket (ws://, wss://) and, as a "
+            "fallback where proxies block WebSockets, HTTP long polling (http://…/janus)."
+        ),
+    )
+    token: SecretStr | None = Field(
+        default=None, description="Janus API token (token_auth, plain or HMAC-signed)."
+    )
+    api_secret: SecretStr | None = Field(default=None, description="Janus's `apisecret`.")
+    room_pin: SecretStr | None = Field(default=None, description="PIN the room requires.")
+    create_room: bool = Field(
+        default=True, description="Create the room when Janus does not have it."
+    )
+    room_secret: SecretStr | None = Field(
+        default=None, description="Secret a room made by us gets (to edit or destroy it)."
+    )
+    admin_key: SecretStr | None = Field(
+        default=None, description="The VideoRoom plugin's admin_key, if rooms need it."
+    )
+    publishers: int = Field(
+        default=16, ge=1, le=100, description="Publishers a room made by us admits."
+    )
+    bitrate_kbps: int = Field(
+        default=1024,
+        ge=64,
+        le=20000,
+        description="Video bitrate cap of each publisher in a room made by us (REMB).",
+    )
+
+
 class CallConfig(Section):
-    backend: Literal["mesh"] = Field(default="mesh", description="Call backend.")
+    backend: Literal["mesh", "janus"] = Field(
+        default="mesh",
+        description=(
+            "mesh: the built-in room server, one connection per participant (up to about "
+            "7 with video); janus: a Janus VideoRoom, one upload for any number."
+        ),
+    )
     server_url: str = Field(
         default="ws://127.0.0.1:8080/ws",
         pattern=r"^wss?://",
-        description="WebSocket URL of the room server's signalling endpoint.",
+        description="WebSocket URL of the room server's signalling endpoint (mesh).",
     )
     room: str = Field(
         default="lobby",
         pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$",
-        description="Room joined at start when auto_join is set.",
+        description=(
+            "Room joined at start when auto_join is set. Janus rooms are numbers unless "
+            "Janus has string_ids set."
+        ),
     )
+    janus: JanusConfig = Field(default_factory=JanusConfig)
     auto_join: bool = Field(default=True, description="Join `room` as soon as the daemon starts.")
     ice_servers: list[IceServer] = Field(
         default_factory=list,

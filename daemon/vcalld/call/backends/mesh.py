@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import logging
 from typing import Any
@@ -10,11 +11,11 @@ from typing import Any
 import aiohttp
 from aiortc import RTCPeerConnection
 
-from vcalld.backoff import backoff_seconds
 from vcalld.call.audio.sender import VoiceSettings
+from vcalld.call.backends.mesh_peer import Peer
+from vcalld.call.backends.rejoin import stay_in_room
 from vcalld.call.events import CallObserver, LocalMedia
 from vcalld.call.ice import rtc_configuration
-from vcalld.call.peer import Peer
 from vcalld.config.models import CallConfig
 from vcalld.state import CallState, Participant
 
@@ -41,48 +42,44 @@ class MeshBackend:
         """The current call's peer connections by participant id, for statistics."""
         return self._session.peer_connections() if self._session is not None else {}
 
+    def upload_connection(self) -> None:
+        """Each peer connection carries its own copy of our media."""
+        return None
+
     async def run(self, room: str) -> None:
-        """Stay in `room` until cancelled, rejoining with capped, jittered backoff."""
-        attempt = 0
-        while True:
-            state = CallState.CONNECTING if attempt == 0 else CallState.RECONNECTING
-            self.observer.call_state_changed(state, room)
-            error: str | None = None
-            try:
-                self._session = _Session(self, room)
-                if await self._session.run():
-                    attempt = 0
-            except (aiohttp.ClientError, OSError, RoomRejectedError) as failure:
-                error = f"room server {self.config.server_url}: {failure or type(failure).__name__}"
-                log.warning("%s", error)
-            except Exception as failure:  # a kiosk rejoins rather than stay out
-                error = f"call session failed: {type(failure).__name__}: {failure}"
-                log.exception("%s; rejoining", error)
+        """Stay in `room` until cancelled."""
+        await stay_in_room(
+            room,
+            config=self.config,
+            observer=self.observer,
+            session=functools.partial(self._session_in, room),
+            expected=(aiohttp.ClientError, OSError, RoomRejectedError),
+            server=f"room server {self.config.server_url}",
+        )
+
+    async def _session_in(self, room: str, joined: asyncio.Event) -> None:
+        self._session = _Session(self, room, joined)
+        try:
+            await self._session.run()
+        finally:
             self._session = None
-            self.observer.call_state_changed(CallState.RECONNECTING, room, error)
-            await asyncio.sleep(
-                backoff_seconds(
-                    attempt, self.config.reconnect_min_seconds, self.config.reconnect_max_seconds
-                )
-            )
-            attempt += 1
 
 
 class _Session:
     """One connection to the room server; its end closes every peer of that connection."""
 
-    def __init__(self, backend: MeshBackend, room: str) -> None:
+    def __init__(self, backend: MeshBackend, room: str, joined: asyncio.Event) -> None:
         self._backend = backend
         self._room = room
+        self._joined = joined
         self._peers: dict[str, Peer] = {}
         self._ws: aiohttp.ClientWebSocketResponse | None = None
 
     def peer_connections(self) -> dict[str, RTCPeerConnection]:
         return {participant_id: peer.pc for participant_id, peer in self._peers.items()}
 
-    async def run(self) -> bool:
-        """True if the room was joined before the connection ended."""
-        joined = False
+    async def run(self) -> None:
+        """Until the connection to the room server ends."""
         backend = self._backend
         async with (
             aiohttp.ClientSession() as http,
@@ -97,18 +94,17 @@ class _Session:
                         continue
                     try:
                         payload = json.loads(message.data)
-                        joined |= payload.get("type") == "joined"
                         await self._dispatch(payload, tasks)
                     except (ValueError, KeyError, TypeError, AttributeError) as error:
                         log.warning("unusable message from the room server: %r", error)
             finally:
                 await self._close_all()
-        return joined
 
     async def _dispatch(self, message: dict[str, Any], tasks: asyncio.TaskGroup) -> None:
         observer = self._backend.observer
         kind = message.get("type")
         if kind == "joined":
+            self._joined.set()
             observer.call_state_changed(CallState.IN_CALL, self._room)
             for entry in message["participants"]:
                 peer = self._add_peer(Participant(id=entry["id"], name=entry["name"]), tasks)

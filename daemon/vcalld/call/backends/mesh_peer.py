@@ -1,23 +1,22 @@
-"""One RTCPeerConnection to one remote participant."""
+"""The mesh backend's peer: one connection per remote participant, signalled through the room
+server, whose messages are parsed here."""
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
-from collections.abc import Coroutine
 from typing import Any
 
-from aiortc import RTCConfiguration, RTCIceCandidate, RTCPeerConnection, RTCSessionDescription
-from aiortc.mediastreams import MediaStreamTrack
+from aiortc import RTCConfiguration, RTCIceCandidate, RTCSessionDescription
 from aiortc.sdp import candidate_from_sdp
 
-from vcalld.call import aiortc_hooks
 from vcalld.call.audio.sender import VoiceSettings
+from vcalld.call.connection import MediaConnection
 from vcalld.call.events import CallObserver, LocalMedia, Signaller
 from vcalld.state import Participant
 
 log = logging.getLogger(__name__)
-KINDS = ("audio", "video")
 
 
 class SignalError(ValueError):
@@ -52,6 +51,8 @@ def parse_description(payload: Any) -> RTCSessionDescription:
 
 
 class Peer:
+    """A mesh participant: our offer or answer and candidates go through the room server."""
+
     def __init__(
         self,
         participant: Participant,
@@ -64,28 +65,23 @@ class Peer:
         voice: VoiceSettings,
     ) -> None:
         self.participant = participant
-        self._voice = voice
-        self._audio_loops: list[asyncio.Task[None]] = []
-        self._media = media
         self._send = send
         self._observer = observer
-        self._tasks = tasks
         self._lock = asyncio.Lock()
-        self._local_tracks: list[MediaStreamTrack] = []
-        self.pc = RTCPeerConnection(configuration)
-        self.pc.on("track", self._on_track)
-        self.pc.on("connectionstatechange", self._on_connection_state)
+        self.connection = MediaConnection(
+            participant.id,
+            configuration=configuration,
+            media=media,
+            voice=voice,
+            tasks=tasks,
+            on_track=functools.partial(observer.remote_track, participant.id),
+            on_state=self._on_connection_state,
+        )
+        self.pc = self.connection.pc
 
     async def offer(self) -> None:
         async with self._lock:
-            for kind in KINDS:
-                track = self._local_track(kind)
-                if track is None:
-                    self.pc.addTransceiver(kind, direction="recvonly")
-                else:
-                    self.pc.addTrack(track)
-            await self.pc.setLocalDescription(await self.pc.createOffer())
-            await self._send_description()
+            await self._send_description(await self.connection.create_offer(receive=True))
 
     async def handle(self, data: dict[str, Any]) -> None:
         """Apply one signal; a bad one is logged and dropped, never fatal to the call."""
@@ -110,66 +106,17 @@ class Peer:
                 )
 
     async def close(self) -> None:
-        # Shielded: cancelling a waiter on aiortc's close future cancels the future itself, and
-        # aiortc's own close task (started when DTLS ends) then fails setting its result.
-        await asyncio.shield(self.pc.close())
-        for loop in self._audio_loops:
-            loop.cancel()
-        for track in self._local_tracks:
-            track.stop()
+        await self.connection.close()
 
     async def _apply_description(self, description: RTCSessionDescription) -> None:
-        await self.pc.setRemoteDescription(description)
-        if description.type != "offer":
-            self._attach_audio_engine()
-            return
-        for transceiver in self.pc.getTransceivers():
-            if transceiver.sender.track is None:
-                track = self._local_track(transceiver.kind)
-                if track is not None:
-                    self.pc.addTrack(track)
-        await self.pc.setLocalDescription(await self.pc.createAnswer())
-        self._attach_audio_engine()
-        await self._send_description()
+        if description.type == "offer":
+            await self._send_description(await self.connection.answer(description))
+        else:
+            await self.connection.accept_answer(description)
 
-    def _attach_audio_engine(self) -> None:
-        """Once codecs are negotiated, before media flow: vcalld's own audio send and
-        playout (FEC, RED, concealment) in place of aiortc's."""
-        for index, loop in enumerate(aiortc_hooks.attach(self.pc, self._voice)):
-            name = f"playout-{self.participant.id}-{len(self._audio_loops) + index}"
-            self._audio_loops.append(self._tasks.create_task(self._play(loop), name=name))
-
-    async def _play(self, loop: Coroutine[Any, Any, None]) -> None:
-        try:
-            await loop
-        except Exception:
-            log.exception("audio playout of %s failed", self.participant.name)
-
-    async def _send_description(self) -> None:
-        local = self.pc.localDescription
+    async def _send_description(self, local: RTCSessionDescription) -> None:
         await self._send({"description": {"type": local.type, "sdp": local.sdp}})
 
-    def _local_track(self, kind: str) -> MediaStreamTrack | None:
-        factory = self._media.audio if kind == "audio" else self._media.video
-        if factory is None:
-            return None
-        track = factory()
-        self._local_tracks.append(track)
-        return track
-
-    def _on_track(self, track: MediaStreamTrack) -> None:
-        self._tasks.create_task(
-            self._consume(track), name=f"remote-{track.kind}-{self.participant.id}"
-        )
-
-    async def _consume(self, track: MediaStreamTrack) -> None:
-        try:
-            await self._observer.remote_track(self.participant.id, track)
-        except Exception:
-            log.exception("rendering %s of %s failed", track.kind, self.participant.name)
-
-    def _on_connection_state(self) -> None:
-        state = self.pc.connectionState
-        log.info("peer %s: %s", self.participant.name, state)
+    def _on_connection_state(self, state: str) -> None:
         self.participant = self.participant.model_copy(update={"connection": state})
         self._observer.participant_changed(self.participant)

@@ -1,0 +1,315 @@
+"""Janus VideoRoom backend: our media go up once, to the SFU, and each remote publisher comes
+down on a subscription of its own.
+
+One subscriber handle per publisher rather than one multistream handle for all: a join or a
+leave then touches only that participant's connection, where a shared one would be
+renegotiated for everyone on every change; each participant's statistics and audio playout
+are its own connection's, exactly as in the mesh; and a subscription Janus hangs up is redone
+alone. It costs one ICE and DTLS session per remote, which a mesh pays as well.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+from contextlib import suppress
+
+import aiohttp
+from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
+
+from vcalld.call.audio.sender import VoiceSettings
+from vcalld.call.backends.mesh_peer import SignalError, parse_candidate
+from vcalld.call.backends.rejoin import stay_in_room
+from vcalld.call.connection import NO_MEDIA, MediaConnection
+from vcalld.call.events import CallObserver, LocalMedia
+from vcalld.call.ice import rtc_configuration
+from vcalld.call.janus.session import Credentials, Handle, JanusError, JanusSession
+from vcalld.call.janus.transport import JanusConnectionError
+from vcalld.call.janus.videoroom import PLUGIN, Feed, Room, feeds, gone
+from vcalld.config.models import CallConfig
+from vcalld.state import CallState, Participant
+
+log = logging.getLogger(__name__)
+RESUBSCRIBE_SECONDS = 1.0
+NO_SUCH_FEED = 428
+
+
+class PublisherLostError(Exception):
+    """Our upload to Janus ended (Janus hung it up, or the connection failed)."""
+
+
+class JanusBackend:
+    def __init__(
+        self, config: CallConfig, name: str, media: LocalMedia, observer: CallObserver
+    ) -> None:
+        self.config = config
+        self.name = name
+        self.media = media
+        self.observer = observer
+        self.voice = VoiceSettings.from_config(config.audio)
+        janus = config.janus
+        self.credentials = Credentials(
+            token=janus.token.get_secret_value() if janus.token else None,
+            api_secret=janus.api_secret.get_secret_value() if janus.api_secret else None,
+        )
+        self._session: _RoomSession | None = None
+
+    def peer_connections(self) -> dict[str, RTCPeerConnection]:
+        return self._session.peer_connections() if self._session is not None else {}
+
+    def upload_connection(self) -> RTCPeerConnection | None:
+        return self._session.upload_connection() if self._session is not None else None
+
+    async def run(self, room: str) -> None:
+        """Stay in `room` until cancelled; after Janus restarts, join and publish again."""
+        await stay_in_room(
+            room,
+            config=self.config,
+            observer=self.observer,
+            session=functools.partial(self._session_in, room),
+            expected=(JanusConnectionError, JanusError, PublisherLostError, aiohttp.ClientError),
+            server=f"Janus {' or '.join(self.config.janus.urls)}",
+        )
+
+    async def _session_in(self, room: str, joined: asyncio.Event) -> None:
+        self._session = _RoomSession(self, room, joined)
+        try:
+            await self._session.run()
+        finally:
+            self._session = None
+
+
+class _RoomSession:
+    """One Janus session: its end (connection lost, Janus restarted) closes everything."""
+
+    def __init__(self, backend: JanusBackend, room: str, joined: asyncio.Event) -> None:
+        self._backend = backend
+        self._room_name = room
+        self._room = Room(room, backend.config.janus)
+        self._joined = joined
+        self._configuration = rtc_configuration(backend.config.ice_servers)
+        self._publisher: MediaConnection | None = None
+        self._subscriptions: dict[str, _Subscription] = {}
+
+    def peer_connections(self) -> dict[str, RTCPeerConnection]:
+        return {
+            participant_id: subscription.connection.pc
+            for participant_id, subscription in self._subscriptions.items()
+            if subscription.connection is not None
+        }
+
+    def upload_connection(self) -> RTCPeerConnection | None:
+        return self._publisher.pc if self._publisher is not None else None
+
+    async def run(self) -> None:
+        backend = self._backend
+        async with aiohttp.ClientSession() as http:
+            session = await JanusSession.connect(
+                backend.config.janus.urls, http, backend.credentials
+            )
+            try:
+                async with asyncio.TaskGroup() as tasks:
+                    tasks.create_task(session.run(), name=f"janus-session-{session.id}")
+                    await self._take_part(session, tasks)
+            except BaseExceptionGroup as group:
+                raise _first_failure(group) from None
+            finally:
+                await self._leave(session)
+
+    async def _take_part(self, session: JanusSession, tasks: asyncio.TaskGroup) -> None:
+        """Join, publish, subscribe to everyone, then follow the room until something ends."""
+        backend = self._backend
+        handle = await session.attach(PLUGIN)
+        joined = await self._room.join(handle, backend.name)
+        self._joined.set()
+        backend.observer.call_state_changed(CallState.IN_CALL, self._room_name)
+        private_id = joined.data.get("private_id")
+        await self._publish(handle, tasks)
+        for feed in feeds(joined.data):
+            self._subscribe(session, feed, private_id, tasks)
+        while True:
+            event = await handle.events.get()
+            if event.get("janus") in ("hangup", "detached"):
+                raise PublisherLostError(f"Janus ended our upload: {event.get('reason', '')}")
+            data = event.get("plugindata", {}).get("data", {})
+            if data.get("videoroom") == "destroyed":
+                raise PublisherLostError(f"room {self._room_name} was destroyed")
+            for feed in feeds(data):
+                self._subscribe(session, feed, private_id, tasks)
+            left = gone(data)
+            if left is not None:
+                await self._unsubscribe(str(left))
+
+    async def _publish(self, handle: Handle, tasks: asyncio.TaskGroup) -> None:
+        backend = self._backend
+        if backend.media.audio is None and backend.media.video is None:
+            return  # nothing to send: we only watch
+        self._publisher = MediaConnection(
+            "janus-publisher",
+            configuration=self._configuration,
+            media=backend.media,
+            voice=backend.voice,
+            tasks=tasks,
+            on_state=functools.partial(_hang_up_on_failure, handle),
+        )
+        offer = await self._publisher.create_offer(receive=False)
+        reply = await handle.message({"request": "publish"}, _jsep(offer))
+        if reply.jsep is None:
+            raise PublisherLostError("Janus accepted our publication without an answer")
+        await self._publisher.accept_answer(_description(reply.jsep))
+
+    def _subscribe(
+        self, session: JanusSession, feed: Feed, private_id: int | None, tasks: asyncio.TaskGroup
+    ) -> None:
+        if feed.participant_id in self._subscriptions:
+            return
+        subscription = _Subscription(self._backend, self._room, feed, self._configuration)
+        self._subscriptions[feed.participant_id] = subscription
+        subscription.task = tasks.create_task(
+            subscription.run(session, private_id, tasks), name=f"janus-feed-{feed.id}"
+        )
+
+    async def _unsubscribe(self, participant_id: str) -> None:
+        subscription = self._subscriptions.pop(participant_id, None)
+        if subscription is not None and subscription.task is not None:
+            subscription.task.cancel()
+            with suppress(asyncio.CancelledError):
+                await subscription.task
+
+    async def _leave(self, session: JanusSession) -> None:
+        """Closes our connections, then the session: Janus tells the others at once."""
+        for participant_id in list(self._subscriptions):
+            subscription = self._subscriptions.pop(participant_id)
+            await subscription.close()
+        if self._publisher is not None:
+            await self._publisher.close()
+            self._publisher = None
+        await session.destroy()
+
+
+class _Subscription:
+    """One remote publisher's media, on a subscriber handle of its own; redone if Janus
+    hangs it up while the publisher is still there."""
+
+    def __init__(
+        self,
+        backend: JanusBackend,
+        room: Room,
+        feed: Feed,
+        configuration: RTCConfiguration,
+    ) -> None:
+        self._backend = backend
+        self._room = room
+        self._feed = feed
+        self._configuration = configuration
+        self.participant = Participant(id=feed.participant_id, name=feed.display)
+        self.connection: MediaConnection | None = None
+        self.task: asyncio.Task[None] | None = None
+
+    async def run(
+        self, session: JanusSession, private_id: int | None, tasks: asyncio.TaskGroup
+    ) -> None:
+        observer = self._backend.observer
+        observer.participant_changed(self.participant)
+        try:
+            while True:
+                try:
+                    await self._receive(session, private_id, tasks)
+                except JanusError as error:
+                    if error.code == NO_SUCH_FEED:
+                        return  # it left before we got to it
+                    log.warning("subscribing to %s: %s", self.participant.name, error)
+                await asyncio.sleep(RESUBSCRIBE_SECONDS)
+        finally:
+            await self.close()
+            observer.participant_left(self.participant.id)
+
+    async def close(self) -> None:
+        connection, self.connection = self.connection, None
+        if connection is not None:
+            await connection.close()
+
+    async def _receive(
+        self, session: JanusSession, private_id: int | None, tasks: asyncio.TaskGroup
+    ) -> None:
+        """Until Janus hangs this subscription up."""
+        handle = await session.attach(PLUGIN)
+        self.connection = MediaConnection(
+            self.participant.id,
+            configuration=self._configuration,
+            media=NO_MEDIA,
+            voice=self._backend.voice,
+            tasks=tasks,
+            on_track=functools.partial(self._backend.observer.remote_track, self.participant.id),
+            on_state=self._connection_state,
+        )
+        try:
+            await self._follow(handle, private_id)
+        except JanusError:
+            await handle.detach()
+            raise
+        finally:
+            await self.close()
+        # Cancelled, the handle goes with the session (detaching would wait on a reply).
+        await handle.detach()
+
+    async def _follow(self, handle: Handle, private_id: int | None) -> None:
+        reply = await self._room.subscribe(handle, self._feed, private_id)
+        await self._answer(handle, reply.jsep)
+        while True:
+            event = await handle.events.get()
+            if event.get("janus") == "hangup":
+                log.info("Janus hung up %s: %s", self.participant.name, event.get("reason"))
+                return
+            if event.get("janus") == "trickle":
+                await self._add_candidate(event.get("candidate"))
+            elif event.get("jsep") is not None:  # the publisher changed what it sends
+                await self._answer(handle, event["jsep"])
+
+    async def _answer(self, handle: Handle, jsep: dict[str, object] | None) -> None:
+        if jsep is None or jsep.get("type") != "offer" or self.connection is None:
+            raise JanusError(0, f"no offer to subscribe to {self.participant.name}")
+        answer = await self.connection.answer(_description(jsep))
+        await handle.message({"request": "start"}, _jsep(answer))
+
+    async def _add_candidate(self, candidate: object) -> None:
+        if self.connection is None or not isinstance(candidate, dict):
+            return
+        if candidate.get("completed"):
+            candidate = None
+        try:
+            await self.connection.pc.addIceCandidate(parse_candidate(candidate))
+        except SignalError as error:
+            log.warning("candidate from Janus for %s: %s", self.participant.name, error)
+
+    def _connection_state(self, state: str) -> None:
+        self.participant = self.participant.model_copy(update={"connection": state})
+        self._backend.observer.participant_changed(self.participant)
+
+
+def _hang_up_on_failure(handle: Handle, state: str) -> None:
+    """Our side of the upload failed: treated as Janus hanging it up, which rejoins."""
+    if state == "failed":
+        handle.deliver({"janus": "hangup", "reason": "our connection to Janus failed"})
+
+
+def _jsep(description: RTCSessionDescription) -> dict[str, object]:
+    return {"type": description.type, "sdp": description.sdp}
+
+
+def _description(jsep: dict[str, object]) -> RTCSessionDescription:
+    sdp, kind = jsep.get("sdp"), jsep.get("type")
+    if not isinstance(sdp, str) or kind not in ("offer", "answer"):
+        raise JanusError(0, "Janus sent a description without type or sdp")
+    return RTCSessionDescription(sdp=sdp, type=str(kind))
+
+
+def _first_failure(group: BaseExceptionGroup) -> BaseException:
+    """What ended a session's task group: the first failure that is not a cancellation."""
+    for failure in group.exceptions:
+        if isinstance(failure, BaseExceptionGroup):
+            return _first_failure(failure)
+        if not isinstance(failure, asyncio.CancelledError):
+            return failure
+    return group

@@ -1,0 +1,135 @@
+"""Debian's Janus, run by the test with the repo's config (config/janus), loopback only.
+
+Janus never gathers ICE candidates on a loopback interface, and libnice pins each socket to
+its interface, so the test's network namespace gets a veth `jl0` holding 127.0.0.2 and
+every peer (Janus, daemons, Chromium) uses that address (../shared/notes/interop.md, 3c).
+Nothing leaves the namespace: the address is local and the kernel delivers it through `lo`.
+"""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+from aiohttp import web
+
+REPO_CONFIG = Path(__file__).resolve().parent.parent / "config" / "janus"
+JANUS = "/usr/bin/janus"
+ICE_ADDRESS = "127.0.0.2"
+INTERFACE = "jl0"
+WS_URL = "ws://127.0.0.1:8188/"
+HTTP_URL = "http://127.0.0.1:8088/janus"
+START_SECONDS = 10.0
+DEMOS = Path("/usr/share/janus/demos")
+# Debian's settings.js leaves out the token and apisecret globals the demos read, and its
+# `iceServers = null` makes janus.js log an error (../shared/notes/interop.md, 3c).
+DEMO_SETTINGS = f"""
+var server = "{HTTP_URL}";
+var iceServers = [];
+var token = null;
+var apisecret = null;
+"""
+
+
+def add_ice_interface() -> None:
+    """The veth with 127.0.0.2 (once per namespace; the tests run in their own)."""
+    # Not /sys/class/net: sysfs shows the namespace it was mounted in, not ours.
+    probe = subprocess.run(["ip", "link", "show", INTERFACE], check=False, capture_output=True)
+    if probe.returncode == 0:
+        return
+    for command in (
+        f"ip link add {INTERFACE} type veth peer name {INTERFACE}-peer",
+        f"ip addr add {ICE_ADDRESS}/32 dev {INTERFACE}",
+        f"ip link set {INTERFACE} up",
+        f"ip link set {INTERFACE}-peer up",
+    ):
+        subprocess.run(command.split(), check=True)
+
+
+class Janus:
+    """`api_secret` and `token_secret` (HMAC-signed tokens) turn Janus's API auth on."""
+
+    def __init__(
+        self, folder: Path, api_secret: str | None = None, token_secret: str | None = None
+    ) -> None:
+        self.folder = folder
+        self.options = [
+            f"--configs-folder={REPO_CONFIG}",
+            f"--config={REPO_CONFIG / 'janus.jcfg'}",
+            f"--ice-enforce-list={INTERFACE}",
+            f"--interface={ICE_ADDRESS}",
+            "--rtp-port-range=20000-20999",
+            "--disable-stdout",
+            "--disable-colors",
+            f"--log-file={folder / 'janus.log'}",
+        ]
+        if api_secret:
+            self.options.append(f"--apisecret={api_secret}")
+        if token_secret:
+            self.options += ["--token-auth", f"--token-auth-secret={token_secret}"]
+        self._process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        """Blocking until both APIs accept connections (async callers: `asyncio.to_thread`)."""
+        add_ice_interface()
+        self._process = subprocess.Popen([JANUS, *self.options], stdout=subprocess.DEVNULL)
+        deadline = time.monotonic() + START_SECONDS
+        for port in (8188, 8088):
+            while True:
+                try:
+                    socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                    break
+                except OSError:
+                    if self._process.poll() is not None or time.monotonic() > deadline:
+                        raise RuntimeError(f"janus did not start:\n{self.log()}") from None
+                    time.sleep(0.05)
+
+    def stop(self) -> None:
+        if self._process is not None:
+            self._process.terminate()
+            try:
+                self._process.wait(10)
+            except subprocess.TimeoutExpired:
+                self._process.kill()
+                self._process.wait()
+            self._process = None
+
+    def log(self) -> str:
+        path = self.folder / "janus.log"
+        return path.read_text(errors="replace")[-20000:] if path.exists() else ""
+
+
+def janus_call(room: str, urls: list[str] | None = None, **janus: object) -> dict[str, object]:
+    """The `[call]` section of a daemon in `room` through the test's Janus."""
+    return {
+        "backend": "janus",
+        "room": room,
+        "auto_join": True,
+        "ice_host_addresses": [ICE_ADDRESS],
+        "janus": {"urls": urls or [WS_URL], **janus},
+    }
+
+
+@asynccontextmanager
+async def demo_pages() -> AsyncIterator[str]:
+    """Janus's own demo pages (package janus-demos) on loopback; yields their base URL."""
+    app = web.Application()
+
+    async def settings(request: web.Request) -> web.Response:
+        return web.Response(text=DEMO_SETTINGS, content_type="application/javascript")
+
+    app.router.add_get("/settings.js", settings)
+    app.router.add_static("/", DEMOS, follow_symlinks=True)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = runner.addresses[0][1]
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        await runner.cleanup()
