@@ -8,6 +8,7 @@ Nothing leaves the namespace: the address is local and the kernel delivers it th
 
 from __future__ import annotations
 
+import shutil
 import socket
 import subprocess
 import time
@@ -57,9 +58,12 @@ class Janus:
         self, folder: Path, api_secret: str | None = None, token_secret: str | None = None
     ) -> None:
         self.folder = folder
+        configs = REPO_CONFIG
+        if token_secret:
+            configs = _with_token_auth(folder / "config", token_secret)
         self.options = [
-            f"--configs-folder={REPO_CONFIG}",
-            f"--config={REPO_CONFIG / 'janus.jcfg'}",
+            f"--configs-folder={configs}",
+            f"--config={configs / 'janus.jcfg'}",
             f"--ice-enforce-list={INTERFACE}",
             f"--interface={ICE_ADDRESS}",
             "--rtp-port-range=20000-20999",
@@ -69,8 +73,6 @@ class Janus:
         ]
         if api_secret:
             self.options.append(f"--apisecret={api_secret}")
-        if token_secret:
-            self.options += ["--token-auth", f"--token-auth-secret={token_secret}"]
         self._process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
@@ -103,14 +105,29 @@ class Janus:
         return path.read_text(errors="replace")[-20000:] if path.exists() else ""
 
 
-def janus_call(room: str, urls: list[str] | None = None, **janus: object) -> dict[str, object]:
-    """The `[call]` section of a daemon in `room` through the test's Janus."""
+def _with_token_auth(folder: Path, secret: str) -> Path:
+    """The repo's config with its commented-out HMAC token lines turned on (Janus 1.1.2
+    misreads --token-auth-secret as a number)."""
+    shutil.copytree(REPO_CONFIG, folder)
+    main = folder / "janus.jcfg"
+    text = main.read_text()
+    commented = '#token_auth = true\n\t#token_auth_secret = "change-me"'
+    assert commented in text, "config/janus/janus.jcfg no longer has the token lines"
+    main.write_text(text.replace(commented, f'token_auth = true\n\ttoken_auth_secret = "{secret}"'))
+    return folder
+
+
+def janus_call(
+    room: str, urls: list[str] | None = None, janus: dict[str, object] | None = None
+) -> dict[str, object]:
+    """The `[call]` section of a daemon in `room` through the test's Janus; `janus` adds to
+    its `[call.janus]`."""
     return {
         "backend": "janus",
         "room": room,
         "auto_join": True,
         "ice_host_addresses": [ICE_ADDRESS],
-        "janus": {"urls": urls or [WS_URL], **janus},
+        "janus": {"urls": urls or [WS_URL], **(janus or {})},
     }
 
 

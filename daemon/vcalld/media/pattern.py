@@ -102,7 +102,9 @@ class PatternPainter:
             cell_left, cell_right = g.cell_span(bit)
             y[g.stamp_top : g.digits_top, cell_left:cell_right] = 235 if on else 16
         self._paint_digits(y, f"{counter % 100000:05d}")
-        return np.concatenate([y, self._u.reshape(-1, g.width), self._v.reshape(-1, g.width)])
+        # U then V, in rows of the luma's width (an odd chroma height fills half a row).
+        chroma = np.concatenate([self._u.ravel(), self._v.ravel()]).reshape(-1, g.width)
+        return np.concatenate([y, chroma])
 
     def _paint_digits(self, y: Plane, text: str) -> None:
         g = self.geometry

@@ -206,6 +206,7 @@ class _Subscription:
         self.participant = Participant(id=feed.participant_id, name=feed.display)
         self.connection: MediaConnection | None = None
         self.task: asyncio.Task[None] | None = None
+        self._handle: Handle | None = None
 
     async def run(
         self, session: JanusSession, private_id: int | None, tasks: asyncio.TaskGroup
@@ -220,6 +221,11 @@ class _Subscription:
                     if error.code == NO_SUCH_FEED:
                         return  # it left before we got to it
                     log.warning("subscribing to %s: %s", self.participant.name, error)
+                except JanusConnectionError:
+                    raise  # the session's end, not this subscription's
+                except Exception:
+                    # aiortc refusing Janus's SDP, say: this participant only, never the call.
+                    log.exception("subscription to %s failed", self.participant.name)
                 await asyncio.sleep(RESUBSCRIBE_SECONDS)
         finally:
             await self.close()
@@ -234,7 +240,7 @@ class _Subscription:
         self, session: JanusSession, private_id: int | None, tasks: asyncio.TaskGroup
     ) -> None:
         """Until Janus hangs this subscription up."""
-        handle = await session.attach(PLUGIN)
+        handle = self._handle = await session.attach(PLUGIN)
         self.connection = MediaConnection(
             self.participant.id,
             configuration=self._configuration,
@@ -286,12 +292,15 @@ class _Subscription:
     def _connection_state(self, state: str) -> None:
         self.participant = self.participant.model_copy(update={"connection": state})
         self._backend.observer.participant_changed(self.participant)
+        if self._handle is not None:
+            _hang_up_on_failure(self._handle, state)
 
 
 def _hang_up_on_failure(handle: Handle, state: str) -> None:
-    """Our side of the upload failed: treated as Janus hanging it up, which rejoins."""
-    if state == "failed":
-        handle.deliver({"janus": "hangup", "reason": "our connection to Janus failed"})
+    """Our side of a connection failed (ICE consent lost, DTLS ended): treated as Janus
+    hanging it up, which redoes a subscription and rejoins for our upload."""
+    if state in ("failed", "closed"):
+        handle.deliver({"janus": "hangup", "reason": f"our connection {state}"})
 
 
 def _jsep(description: RTCSessionDescription) -> dict[str, object]:
