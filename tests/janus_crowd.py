@@ -29,7 +29,7 @@ from av import AudioFrame, VideoFrame
 
 from tests.janus import ICE_ADDRESS, WS_URL
 from vcalld.call.ice import restrict_host_addresses
-from vcalld.call.janus.session import Credentials, Handle, JanusSession
+from vcalld.call.janus.session import Handle, JanusSession, SessionSettings
 from vcalld.call.janus.videoroom import PLUGIN, Feed, Room, feeds
 from vcalld.config.models import JanusConfig
 from vcalld.media.pattern import PatternPainter
@@ -180,7 +180,8 @@ async def main(arguments: argparse.Namespace) -> None:
     names = arguments.names.split(",")
     participants = [Participant(name, room, size, watch) for name in names]
     async with aiohttp.ClientSession() as http:
-        sessions = [await JanusSession.connect([WS_URL], http, Credentials()) for _ in participants]
+        settings = SessionSettings()
+        sessions = [await JanusSession.connect([WS_URL], http, settings) for _ in participants]
         try:
             async with asyncio.timeout(arguments.seconds), asyncio.TaskGroup() as tasks:
                 for participant, session in zip(participants, sessions, strict=True):

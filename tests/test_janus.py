@@ -56,6 +56,15 @@ async def test_two_daemons_see_and_hear_each_other_through_janus(
     async with running(a) as alice, running(b) as bob:
         await assert_receives(alice, "dev-b", 1000.0)
         await assert_receives(bob, "dev-a", 440.0)
+        await alice.call_stats()  # rates are between two samples
+        await asyncio.sleep(1)
+        stats = await alice.call_stats()
+        # Our media go up once, on the publisher connection; each remote comes down on its own.
+        assert stats["upload"]["send_kbps"] > 100, stats
+        (bob_seen,) = stats["participants"]
+        assert bob_seen["name"] == "dev-b" and bob_seen["receive_kbps"] > 100, stats
+        assert bob_seen["send_kbps"] < 20, stats  # receiver reports only
+        assert bob_seen["audio_frames_percent"]["primary"] > 90, stats
 
 
 def _bound(selector: str) -> str:
@@ -314,3 +323,24 @@ async def test_sixteen_person_call_at_low_resolution(
     size = (160, 90, 15)
     async with running(config) as kiosk, crowd(names, "1234", size, watch="kiosk") as members:
         await assert_group_call(kiosk, members, names, size=(160, 90), min_fps=9, watched={"kiosk"})
+
+
+@pytest.mark.parametrize(("keepalive_seconds", "kept"), [(1.0, True), (25.0, False)])
+async def test_keepalives_hold_the_session_past_janus_s_timeout(
+    tmp_path: Path, daemon_config: Callable[..., VcalldConfig], keepalive_seconds: float, kept: bool
+) -> None:
+    """Janus times out a session silent for 3 s here; with keepalives every second the call
+    stays, with none in time (the control) Janus drops it and the daemon rejoins."""
+    server = Janus(tmp_path, session_timeout=3)
+    await asyncio.to_thread(server.start)
+    try:
+        janus = {"keepalive_seconds": keepalive_seconds}
+        config = daemon_config(None, "dev-a", call=janus_call("1234", janus=janus))
+        async with running(config) as alice:
+            await eventually(lambda: alice.state.current.call is CallState.IN_CALL, 10)
+            states: list[CallState] = []
+            alice.state.listen(lambda state: states.append(state.call))
+            await asyncio.sleep(10)
+            assert (CallState.RECONNECTING not in states) is kept, states
+    finally:
+        await asyncio.to_thread(server.stop)

@@ -45,6 +45,7 @@ from vcalld.media.voice.processor import process_microphone
 from vcalld.state import CallState, DeviceState, Participant, StateStore
 
 log = logging.getLogger(__name__)
+UPLOAD = "@upload"  # not a participant id: the room server and Janus make none with "@"
 
 
 class Daemon:
@@ -143,7 +144,12 @@ class Daemon:
     async def call_stats(self) -> dict[str, Any]:
         """Per remote participant: what arrives (fps, size) and how the network carries it."""
         state = self.state.current
-        network = await self._stats.sample(self._backend.peer_connections())
+        connections = self._backend.peer_connections()
+        upload = self._backend.upload_connection()
+        if upload is not None:
+            connections = {**connections, UPLOAD: upload}
+        network = await self._stats.sample(connections)
+        uploaded = network.pop(UPLOAD, None)
         media = self.renderer.snapshot()
         names = {participant.id: participant.name for participant in state.participants}
         participants = []
@@ -159,7 +165,13 @@ class Daemon:
                     **quality,
                 }
             )
-        return {"call": state.call.value, "room": state.room, "participants": participants}
+        return {
+            "call": state.call.value,
+            "room": state.room,
+            "participants": participants,
+            # Through an SFU our media go up once: that connection's rates, for everyone.
+            "upload": _upload_summary(uploaded),
+        }
 
     async def execute(self, command: Command) -> CommandResult:
         """Run one command; every outcome, including failure, is a result, never an exception."""
@@ -278,3 +290,10 @@ class Daemon:
         else:
             log.warning("%s", problem)
         self.state.update(**{field: problem})
+
+
+def _upload_summary(rates: dict[str, Any] | None) -> dict[str, Any] | None:
+    if rates is None:
+        return None
+    keys = ("send_kbps", "rtt_ms")
+    return {key: rates.get(key) for key in keys}

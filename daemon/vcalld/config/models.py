@@ -131,6 +131,12 @@ class JanusConfig(Section):
     admin_key: SecretStr | None = Field(
         default=None, description="The VideoRoom plugin's admin_key, if rooms need it."
     )
+    keepalive_seconds: float = Field(
+        default=25.0,
+        ge=1,
+        le=300,
+        description="Keepalive interval: below Janus's session_timeout (60 s by default).",
+    )
     publishers: int = Field(
         default=16, ge=1, le=100, description="Publishers a room made by us admits."
     )

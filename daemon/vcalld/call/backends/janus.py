@@ -24,7 +24,7 @@ from vcalld.call.backends.rejoin import stay_in_room
 from vcalld.call.connection import NO_MEDIA, MediaConnection
 from vcalld.call.events import CallObserver, LocalMedia
 from vcalld.call.ice import rtc_configuration
-from vcalld.call.janus.session import Credentials, Handle, JanusError, JanusSession
+from vcalld.call.janus.session import Handle, JanusError, JanusSession, SessionSettings
 from vcalld.call.janus.transport import JanusConnectionError
 from vcalld.call.janus.videoroom import PLUGIN, Feed, Room, feeds, gone
 from vcalld.config.models import CallConfig
@@ -49,9 +49,10 @@ class JanusBackend:
         self.observer = observer
         self.voice = VoiceSettings.from_config(config.audio)
         janus = config.janus
-        self.credentials = Credentials(
+        self.session_settings = SessionSettings(
             token=janus.token.get_secret_value() if janus.token else None,
             api_secret=janus.api_secret.get_secret_value() if janus.api_secret else None,
+            keepalive_seconds=janus.keepalive_seconds,
         )
         self._session: _RoomSession | None = None
 
@@ -106,7 +107,7 @@ class _RoomSession:
         backend = self._backend
         async with aiohttp.ClientSession() as http:
             session = await JanusSession.connect(
-                backend.config.janus.urls, http, backend.credentials
+                backend.config.janus.urls, http, backend.session_settings
             )
             try:
                 async with asyncio.TaskGroup() as tasks:

@@ -16,7 +16,6 @@ from vcalld.call.janus.transport import JanusConnectionError, Message, Transport
 
 log = logging.getLogger(__name__)
 REQUEST_TIMEOUT = 15.0
-KEEPALIVE_SECONDS = 25.0  # Janus ends a silent session after 60 s by default
 HANDLE_EVENTS = 256
 NO_SUCH_SESSION = 458
 DETACH_TIMEOUT = 2.0
@@ -36,11 +35,13 @@ class SessionLostError(JanusConnectionError):
 
 
 @dataclass(frozen=True)
-class Credentials:
-    """`token` (Janus's token_auth) and `api_secret` go into every request."""
+class SessionSettings:
+    """`token` (Janus's token_auth) and `api_secret` go into every request; a keepalive
+    goes every `keepalive_seconds` (Janus ends a silent session after 60 s by default)."""
 
     token: str | None = None
     api_secret: str | None = None
+    keepalive_seconds: float = 25.0
 
     def stamp(self, message: Message) -> Message:
         if self.token:
@@ -59,16 +60,16 @@ class PluginReply:
 class JanusSession:
     """Made by `connect`; `run()` must be running for requests to get their replies."""
 
-    def __init__(self, transport: Transport, session_id: int, credentials: Credentials) -> None:
+    def __init__(self, transport: Transport, session_id: int, settings: SessionSettings) -> None:
         self.transport = transport
         self.id = session_id
-        self._credentials = credentials
+        self._settings = settings
         self._pending: dict[str, tuple[asyncio.Future[Message], bool]] = {}
         self._handles: dict[int, Handle] = {}
 
     @classmethod
     async def connect(
-        cls, urls: Sequence[str], http: aiohttp.ClientSession, credentials: Credentials
+        cls, urls: Sequence[str], http: aiohttp.ClientSession, settings: SessionSettings
     ) -> JanusSession:
         """A new session over the first of `urls` that answers (WebSocket first, then HTTP
         long polling, in the order configured)."""
@@ -78,7 +79,7 @@ class JanusSession:
             if transport is None:
                 continue
             try:
-                created = await _create(transport, credentials)
+                created = await _create(transport, settings)
             except (JanusConnectionError, TimeoutError) as error:
                 failures.append(f"{url}: {error or 'no answer'}")
                 await transport.close()
@@ -88,7 +89,7 @@ class JanusSession:
                 raise
             transport.session_created(created)
             log.info("Janus session %s over %s", created, url)
-            return cls(transport, created, credentials)
+            return cls(transport, created, settings)
         raise JanusConnectionError("; ".join(failures))
 
     async def run(self) -> None:
@@ -112,7 +113,7 @@ class JanusSession:
         transaction = secrets.token_hex(8)
         future: asyncio.Future[Message] = asyncio.get_running_loop().create_future()
         self._pending[transaction] = (future, past_ack)
-        message = self._credentials.stamp(
+        message = self._settings.stamp(
             {**message, "transaction": transaction, "session_id": self.id}
         )
         try:
@@ -130,7 +131,7 @@ class JanusSession:
         message = {"janus": "destroy", "transaction": secrets.token_hex(8), "session_id": self.id}
         try:
             async with asyncio.timeout(DETACH_TIMEOUT):
-                await self.transport.send(self._credentials.stamp(message))
+                await self.transport.send(self._settings.stamp(message))
         except (JanusConnectionError, TimeoutError) as error:
             log.debug("destroying Janus session %s: %s", self.id, error)
         finally:
@@ -164,7 +165,7 @@ class JanusSession:
 
     async def _keep_alive(self) -> None:
         while True:
-            await asyncio.sleep(KEEPALIVE_SECONDS)
+            await asyncio.sleep(self._settings.keepalive_seconds)
             try:
                 await self.request({"janus": "keepalive"})
             except JanusError as error:
@@ -212,10 +213,10 @@ async def _open(url: str, http: aiohttp.ClientSession, failures: list[str]) -> T
         return None
 
 
-async def _create(transport: Transport, credentials: Credentials) -> int:
+async def _create(transport: Transport, settings: SessionSettings) -> int:
     """The session's id; before a session exists the reply is the first message back."""
     transaction = secrets.token_hex(8)
-    message = credentials.stamp({"janus": "create", "transaction": transaction})
+    message = settings.stamp({"janus": "create", "transaction": transaction})
     async with asyncio.timeout(REQUEST_TIMEOUT):
         reply = await transport.send(message)
         while reply is None or reply.get("transaction") != transaction:
