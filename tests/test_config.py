@@ -144,3 +144,28 @@ def test_key_lines_skip_multiline_values() -> None:
     assert lines[("a", "b")] == 5
     assert ("a", "x") not in lines
     assert lines[("c", "d", "e.f")] == 7
+
+
+def test_janus_backend_is_summarised_and_its_secrets_stay_hidden(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = write(
+        tmp_path,
+        '[call]\nbackend = "janus"\nroom = "1234"\n[call.janus]\n'
+        'urls = ["wss://janus.example.org/ws", "https://janus.example.org/janus"]\n'
+        'token = "t0ken"\napi_secret = "s3cret"\nroom_pin = "2468"\n',
+    )
+    assert vcalld_main(["check-config", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "room 1234 at Janus wss://janus.example.org/ws or https://janus" in out
+    config = load_config(path)
+    assert config.call.janus.token is not None
+    assert config.call.janus.token.get_secret_value() == "t0ken"
+    shown = repr(config) + str(config.model_dump())
+    assert not {"t0ken", "s3cret", "2468"} & set(shown.replace("'", " ").split()), shown
+
+
+def test_janus_url_scheme_is_checked(tmp_path: Path) -> None:
+    path = write(tmp_path, '[call.janus]\nurls = ["ftp://janus"]\n')
+    (problem,) = problems(path)
+    assert problem.startswith(f"{path}:2: call.janus.urls[0]: string should match"), problem

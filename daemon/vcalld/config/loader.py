@@ -74,7 +74,7 @@ def summary(path: Path, config: VcalldConfig) -> str:
     audio = config.audio
     parts = [
         f"device {config.device.id}",
-        f"room {config.call.room} at {config.call.server_url}"
+        f"room {config.call.room} at {_call_server(config)}"
         + (" (auto-join)" if config.call.auto_join else ""),
         f"video {video.source} {video.width}x{video.height}@{video.fps}"
         if video.enabled
@@ -190,3 +190,9 @@ def _toml_repr(value: Any) -> str:
         return json.dumps(value)
     except (TypeError, ValueError):
         return repr(value)
+
+
+def _call_server(config: VcalldConfig) -> str:
+    if config.call.backend == "janus":
+        return "Janus " + " or ".join(config.call.janus.urls)
+    return config.call.server_url
