@@ -12,11 +12,14 @@ import shutil
 import socket
 import subprocess
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from pathlib import Path
 
 from aiohttp import web
+
+from tests.chromium import Page
+from tests.helpers import eventually
 
 REPO_CONFIG = Path(__file__).resolve().parent.parent / "config" / "janus"
 JANUS = "/usr/bin/janus"
@@ -125,7 +128,7 @@ def _with_token_auth(folder: Path, secret: str) -> Path:
 
 
 def janus_call(
-    room: str, urls: list[str] | None = None, janus: dict[str, object] | None = None
+    room: str, urls: list[str] | None = None, janus: Mapping[str, object] | None = None
 ) -> dict[str, object]:
     """The `[call]` section of a daemon in `room` through the test's Janus; `janus` adds to
     its `[call.janus]`."""
@@ -157,3 +160,18 @@ async def demo_pages() -> AsyncIterator[str]:
         yield f"http://127.0.0.1:{port}"
     finally:
         await runner.cleanup()
+
+
+def _bound(selector: str) -> str:
+    """JS: whether the demo's jQuery click handler on `selector` is in place yet."""
+    element = f"(window.$ && $({selector!r})[0])"
+    return f"!!({element} && $._data({element}, 'events')?.click)"
+
+
+async def join_demo_room(page: Page, display: str) -> None:
+    """Start, then register: what a person does on videoroomtest.html. Start is clicked
+    exactly once; the same button then becomes Stop, which would end the session."""
+    await eventually(lambda: page.evaluate(_bound("#start")), 15)
+    await page.evaluate("$('#start').click()")
+    await eventually(lambda: page.evaluate(_bound("#register")), 15)
+    await page.evaluate(f"$('#username').val({display!r}); $('#register').click()")

@@ -19,6 +19,8 @@ import json
 import sys
 import time
 from collections import deque
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from fractions import Fraction
 
 import aiohttp
@@ -161,6 +163,73 @@ class Participant:
         await pc.setLocalDescription(await pc.createAnswer())
         answer = pc.localDescription
         await handle.message({"request": "start"}, {"type": "answer", "sdp": answer.sdp})
+
+
+@asynccontextmanager
+async def crowd_processes(
+    module: str, names: list[str], arguments: list[str]
+) -> AsyncIterator[list[asyncio.subprocess.Process]]:
+    """`python -m module --names ...` for `names`, three to a process (spread over the
+    cores); terminated at the end."""
+    processes = []
+    try:
+        for start in range(0, len(names), 3):
+            command = [sys.executable, "-m", module, "--names", ",".join(names[start : start + 3])]
+            processes.append(
+                await asyncio.create_subprocess_exec(
+                    *command, *arguments, stdout=asyncio.subprocess.PIPE
+                )
+            )
+        yield processes
+    finally:
+        for process in processes:
+            if process.returncode is None:
+                process.terminate()
+        for process in processes:
+            await process.wait()
+
+
+class Crowd:
+    """What the members report: per member, the frame rate it gets from each publisher."""
+
+    def __init__(self) -> None:
+        self.fps: dict[str, dict[str, float]] = {}
+
+    async def read(self, process: asyncio.subprocess.Process) -> None:
+        assert process.stdout is not None
+        async for line in process.stdout:
+            report = json.loads(line)
+            self.fps[report["name"]] = report["fps"]
+
+    def receive(self, members: set[str], publishers: set[str], min_fps: float) -> bool:
+        """Each of `members` gets each of `publishers` but itself at `min_fps` or more."""
+        for name in members:
+            rates = self.fps.get(name, {})
+            if set(rates) != publishers - {name} or min(rates.values()) < min_fps:
+                return False
+        return True
+
+
+@asynccontextmanager
+async def crowd(
+    names: list[str], room: str, size: tuple[int, int, int], watch: str = ""
+) -> AsyncIterator[Crowd]:
+    """`names` in `room` through the test's Janus, watching the publishers named in `watch`
+    (everyone when empty)."""
+    width, height, fps = size
+    arguments = ["--room", room, "--watch", watch, "--width", str(width)]
+    arguments += ["--height", str(height), "--fps", str(fps)]
+    watched = Crowd()
+    async with (
+        crowd_processes("tests.janus_crowd", names, arguments) as processes,
+        asyncio.TaskGroup() as tasks,
+    ):
+        readers = [tasks.create_task(watched.read(process)) for process in processes]
+        try:
+            yield watched
+        finally:
+            for reader in readers:
+                reader.cancel()
 
 
 async def report(participants: list[Participant]) -> None:

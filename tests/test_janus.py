@@ -7,11 +7,8 @@ import base64
 import functools
 import hashlib
 import hmac
-import json
-import sys
 import time
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -33,8 +30,9 @@ from tests.helpers import (
     tone_ok,
     video_ok,
 )
-from tests.janus import HTTP_URL, Janus, demo_pages, janus_call
+from tests.janus import HTTP_URL, Janus, demo_pages, janus_call, join_demo_room
 from tests.janus_crowd import TONE_HZ as CROWD_TONE_HZ
+from tests.janus_crowd import Crowd, crowd
 from vcalld.call.janus.videoroom import PLUGIN
 from vcalld.commands import JoinCommand, LeaveCommand
 from vcalld.config import VcalldConfig
@@ -65,20 +63,6 @@ async def test_two_daemons_see_and_hear_each_other_through_janus(
         assert bob_seen["name"] == "dev-b" and bob_seen["receive_kbps"] > 100, stats
         assert bob_seen["send_kbps"] < 20, stats  # receiver reports only
         assert bob_seen["audio_frames_percent"]["primary"] > 90, stats
-
-
-def _bound(selector: str) -> str:
-    """JS: whether the demo's jQuery click handler on `selector` is in place yet."""
-    return f"!!(window.$ && $._data($({selector!r})[0], 'events')?.click)"
-
-
-async def join_demo_room(page: Page, display: str) -> None:
-    """Start, then register: what a person does on videoroomtest.html. Start is clicked
-    exactly once; the same button then becomes Stop, which would end the session."""
-    await eventually(lambda: page.evaluate(_bound("#start")), 15)
-    await page.evaluate("$('#start').click()")
-    await eventually(lambda: page.evaluate(_bound("#register")), 15)
-    await page.evaluate(f"$('#username').val({display!r}); $('#register').click()")
 
 
 def level(daemon: Daemon, name: str) -> float:
@@ -218,55 +202,6 @@ async def test_api_secret_token_and_room_pin_are_required_and_sent(
             assert participants(alice) == {"dev-b"}
     finally:
         await asyncio.to_thread(server.stop)
-
-
-@asynccontextmanager
-async def crowd(
-    names: list[str], room: str, size: tuple[int, int, int], watch: str = ""
-) -> AsyncIterator[Crowd]:
-    """`names` as lightweight participants (tests/janus_crowd.py), three to a process,
-    watching the publishers named in `watch` (everyone when empty)."""
-    width, height, fps = size
-    processes = []
-    for start in range(0, len(names), 3):
-        command = [sys.executable, "-m", "tests.janus_crowd", "--names"]
-        command += [",".join(names[start : start + 3]), "--room", room, "--watch", watch]
-        command += ["--width", str(width), "--height", str(height), "--fps", str(fps)]
-        processes.append(
-            await asyncio.create_subprocess_exec(*command, stdout=asyncio.subprocess.PIPE)
-        )
-    watched = Crowd()
-    async with asyncio.TaskGroup() as tasks:
-        readers = [tasks.create_task(watched.read(process)) for process in processes]
-        try:
-            yield watched
-        finally:
-            for process in processes:
-                if process.returncode is None:
-                    process.terminate()
-            for reader in readers:
-                reader.cancel()
-            for process in processes:
-                await process.wait()
-
-
-class Crowd:
-    def __init__(self) -> None:
-        self.fps: dict[str, dict[str, float]] = {}
-
-    async def read(self, process: asyncio.subprocess.Process) -> None:
-        assert process.stdout is not None
-        async for line in process.stdout:
-            report = json.loads(line)
-            self.fps[report["name"]] = report["fps"]
-
-    def receive(self, members: set[str], publishers: set[str], min_fps: float) -> bool:
-        """Each of `members` gets each of `publishers` but itself at `min_fps` or more."""
-        for name in members:
-            rates = self.fps.get(name, {})
-            if set(rates) != publishers - {name} or min(rates.values()) < min_fps:
-                return False
-        return True
 
 
 async def assert_group_call(
