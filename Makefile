@@ -31,7 +31,7 @@ define apt_install
 	fi
 endef
 
-.PHONY: demo test lint pytest test-package bench bench-audio bench-loss bench-loss-testbed bench-mqtt bench-video deb clean
+.PHONY: demo test lint pytest test-package bench bench-audio bench-group bench-loss bench-loss-testbed bench-mqtt bench-video deb clean
 
 demo: $(VENV)/.installed
 	$(BIN)/vcalld demo $(DEMO_ARGS)
@@ -72,6 +72,10 @@ bench-loss: $(VENV)/.installed
 bench-loss-testbed: $(VENV)/.installed .stamp-deb-tools
 	$(SUDO) tools/deb.sh amd64
 	$(SUDO) $(BIN)/python -m bench.audio_loss_testbed $(BENCH_ARGS)
+
+# A 7-person call from one participant: vcalld via Janus, in a mesh, and Chromium via Janus.
+bench-group: $(VENV)/.installed
+	$(SUDO) unshare --net sh -c 'ip link set lo up && exec $(BIN)/python -m bench.group_call $(BENCH_ARGS)'
 
 bench-mqtt: $(VENV)/.installed
 	$(SUDO) unshare --net sh -c 'ip link set lo up && exec $(BIN)/python -m bench.mqtt_latency $(BENCH_ARGS)'

@@ -110,6 +110,11 @@ class Janus:
                 self._process.wait()
             self._process = None
 
+    @property
+    def pid(self) -> int:
+        assert self._process is not None, "janus is not running"
+        return self._process.pid
+
     def log(self) -> str:
         path = self.folder / "janus.log"
         return path.read_text(errors="replace")[-20000:] if path.exists() else ""
