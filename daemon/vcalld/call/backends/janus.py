@@ -18,9 +18,8 @@ from contextlib import suppress
 import aiohttp
 from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 
-from vcalld.call.audio.sender import VoiceSettings
+from vcalld.call.backends.base import SessionBackend
 from vcalld.call.backends.mesh_peer import SignalError, parse_candidate
-from vcalld.call.backends.rejoin import stay_in_room
 from vcalld.call.connection import NO_MEDIA, MediaConnection
 from vcalld.call.events import CallObserver, LocalMedia
 from vcalld.call.ice import rtc_configuration
@@ -39,46 +38,27 @@ class PublisherLostError(Exception):
     """Our upload to Janus ended (Janus hung it up, or the connection failed)."""
 
 
-class JanusBackend:
+class JanusBackend(SessionBackend["_RoomSession"]):
+    """After Janus restarts, the next session joins and publishes again."""
+
+    expected = (JanusConnectionError, JanusError, PublisherLostError, aiohttp.ClientError)
+
     def __init__(
         self, config: CallConfig, name: str, media: LocalMedia, observer: CallObserver
     ) -> None:
-        self.config = config
-        self.name = name
-        self.media = media
-        self.observer = observer
-        self.voice = VoiceSettings.from_config(config.audio)
+        super().__init__(config, name, media, observer)
         janus = config.janus
         self.session_settings = SessionSettings(
             token=janus.token.get_secret_value() if janus.token else None,
             api_secret=janus.api_secret.get_secret_value() if janus.api_secret else None,
             keepalive_seconds=janus.keepalive_seconds,
         )
-        self._session: _RoomSession | None = None
 
-    def peer_connections(self) -> dict[str, RTCPeerConnection]:
-        return self._session.peer_connections() if self._session is not None else {}
+    def new_session(self, room: str, joined: asyncio.Event) -> _RoomSession:
+        return _RoomSession(self, room, joined)
 
-    def upload_connection(self) -> RTCPeerConnection | None:
-        return self._session.upload_connection() if self._session is not None else None
-
-    async def run(self, room: str) -> None:
-        """Stay in `room` until cancelled; after Janus restarts, join and publish again."""
-        await stay_in_room(
-            room,
-            config=self.config,
-            observer=self.observer,
-            session=functools.partial(self._session_in, room),
-            expected=(JanusConnectionError, JanusError, PublisherLostError, aiohttp.ClientError),
-            server=f"Janus {' or '.join(self.config.janus.urls)}",
-        )
-
-    async def _session_in(self, room: str, joined: asyncio.Event) -> None:
-        self._session = _RoomSession(self, room, joined)
-        try:
-            await self._session.run()
-        finally:
-            self._session = None
+    def server(self) -> str:
+        return f"Janus {' or '.join(self.config.janus.urls)}"
 
 
 class _RoomSession:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import functools
 import json
 import logging
 from typing import Any
@@ -11,12 +10,9 @@ from typing import Any
 import aiohttp
 from aiortc import RTCPeerConnection
 
-from vcalld.call.audio.sender import VoiceSettings
+from vcalld.call.backends.base import SessionBackend
 from vcalld.call.backends.mesh_peer import Peer
-from vcalld.call.backends.rejoin import stay_in_room
-from vcalld.call.events import CallObserver, LocalMedia
 from vcalld.call.ice import rtc_configuration
-from vcalld.config.models import CallConfig
 from vcalld.state import CallState, Participant
 
 log = logging.getLogger(__name__)
@@ -27,42 +23,14 @@ class RoomRejectedError(Exception):
     """The room server refused to let us in (room full, bad name)."""
 
 
-class MeshBackend:
-    def __init__(
-        self, config: CallConfig, name: str, media: LocalMedia, observer: CallObserver
-    ) -> None:
-        self.config = config
-        self.name = name
-        self.media = media
-        self.observer = observer
-        self.voice = VoiceSettings.from_config(config.audio)
-        self._session: _Session | None = None
+class MeshBackend(SessionBackend["_Session"]):
+    expected = (aiohttp.ClientError, OSError, RoomRejectedError)
 
-    def peer_connections(self) -> dict[str, RTCPeerConnection]:
-        """The current call's peer connections by participant id, for statistics."""
-        return self._session.peer_connections() if self._session is not None else {}
+    def new_session(self, room: str, joined: asyncio.Event) -> _Session:
+        return _Session(self, room, joined)
 
-    def upload_connection(self) -> None:
-        """Each peer connection carries its own copy of our media."""
-        return None
-
-    async def run(self, room: str) -> None:
-        """Stay in `room` until cancelled."""
-        await stay_in_room(
-            room,
-            config=self.config,
-            observer=self.observer,
-            session=functools.partial(self._session_in, room),
-            expected=(aiohttp.ClientError, OSError, RoomRejectedError),
-            server=f"room server {self.config.server_url}",
-        )
-
-    async def _session_in(self, room: str, joined: asyncio.Event) -> None:
-        self._session = _Session(self, room, joined)
-        try:
-            await self._session.run()
-        finally:
-            self._session = None
+    def server(self) -> str:
+        return f"room server {self.config.server_url}"
 
 
 class _Session:
@@ -77,6 +45,10 @@ class _Session:
 
     def peer_connections(self) -> dict[str, RTCPeerConnection]:
         return {participant_id: peer.pc for participant_id, peer in self._peers.items()}
+
+    def upload_connection(self) -> None:
+        """Each peer connection carries its own copy of our media."""
+        return None
 
     async def run(self) -> None:
         """Until the connection to the room server ends."""
