@@ -5,8 +5,11 @@ from __future__ import annotations
 import asyncio
 import inspect
 import os
+import socket
+import subprocess
 import sys
-from collections.abc import AsyncIterator, Callable
+import time
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -139,3 +142,20 @@ async def vcalld_process(
             process.kill()
             await process.wait()
         sys.stderr.write(log_file.read_text())
+
+
+def wait_until_listening(
+    process: subprocess.Popen[bytes], ports: Sequence[int], within: float, log: Callable[[], str]
+) -> None:
+    """Blocks until `process` accepts TCP connections on every port of 127.0.0.1 given;
+    raises with its `log()` if it exits first or takes longer than `within` seconds."""
+    deadline = time.monotonic() + within
+    for port in ports:
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                if process.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"{process.args!r} did not start:\n{log()}") from None
+                time.sleep(0.05)

@@ -9,9 +9,7 @@ Nothing leaves the namespace: the address is local and the kernel delivers it th
 from __future__ import annotations
 
 import shutil
-import socket
 import subprocess
-import time
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -19,7 +17,7 @@ from pathlib import Path
 from aiohttp import web
 
 from tests.chromium import Page
-from tests.helpers import eventually
+from tests.helpers import eventually, wait_until_listening
 
 REPO_CONFIG = Path(__file__).resolve().parent.parent / "config" / "janus"
 JANUS = "/usr/bin/janus"
@@ -89,16 +87,7 @@ class Janus:
         """Blocking until both APIs accept connections (async callers: `asyncio.to_thread`)."""
         add_ice_interface()
         self._process = subprocess.Popen([JANUS, *self.options], stdout=subprocess.DEVNULL)
-        deadline = time.monotonic() + START_SECONDS
-        for port in (8188, 8088):
-            while True:
-                try:
-                    socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                    break
-                except OSError:
-                    if self._process.poll() is not None or time.monotonic() > deadline:
-                        raise RuntimeError(f"janus did not start:\n{self.log()}") from None
-                    time.sleep(0.05)
+        wait_until_listening(self._process, (8188, 8088), START_SECONDS, self.log)
 
     def stop(self) -> None:
         if self._process is not None:

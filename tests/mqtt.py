@@ -20,7 +20,7 @@ import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 
-from tests.helpers import write_daemon_config
+from tests.helpers import wait_until_listening, write_daemon_config
 from vcalld.control.mqtt.link import new_properties, send_without_delay
 
 MOSQUITTO = "/usr/sbin/mosquitto"
@@ -83,15 +83,7 @@ class Mosquitto:
     def start(self) -> None:
         """Blocking until the broker accepts connections (async callers: `asyncio.to_thread`)."""
         self._process = subprocess.Popen([MOSQUITTO, "-c", str(self.config)])
-        deadline = time.monotonic() + START_SECONDS
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
-                return
-            except OSError:
-                if self._process.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"mosquitto did not start: {self.log()}") from None
-                time.sleep(0.05)
+        wait_until_listening(self._process, (self.port,), START_SECONDS, self.log)
 
     def stop(self) -> None:
         if self._process is not None:
