@@ -279,3 +279,21 @@ async def test_keepalives_hold_the_session_past_janus_s_timeout(
             assert (CallState.RECONNECTING not in states) is kept, states
     finally:
         await asyncio.to_thread(server.stop)
+
+
+async def test_a_voice_only_device_publishes_audio_alone(
+    janus: Janus, daemon_config: Callable[..., VcalldConfig]
+) -> None:
+    voice = daemon_config(None, "voice", call=janus_call("1234"), video={"enabled": False})
+    seen = daemon_config(None, "seen", call=janus_call("1234"))
+    async with running(voice) as speaker, running(seen) as listener:
+        await eventually(lambda: tone_ok(received(listener, "voice"), 440.0), 15)
+        await eventually(lambda: video_ok(received(speaker, "seen")), 15)  # it still watches
+        publisher = speaker._backend.upload_connection()
+        assert publisher is not None
+        kinds = {t.kind for t in publisher.getTransceivers() if t.currentDirection == "sendonly"}
+        assert kinds == {"audio"}
+        (voice_id,) = [p.id for p in listener.state.current.participants if p.name == "voice"]
+        subscription = listener._backend.peer_connections()[voice_id]
+        assert {t.kind for t in subscription.getTransceivers()} == {"audio"}
+        assert received(listener, "voice").get("video", {}).get("frames", 0) == 0
