@@ -246,7 +246,7 @@ async def engine_call(loss: float, seconds: float, seed: int, voice: np.ndarray)
             pc.on("track", lambda track: tasks.create_task(drain(track)))
         await negotiate(alice, bob)
         loops = [
-            tasks.create_task(loop)
+            tasks.create_task(loop())
             for pc in (alice, bob)
             for loop in aiortc_hooks.attach(pc, settings)
         ]

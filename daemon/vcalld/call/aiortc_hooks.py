@@ -23,7 +23,7 @@ import importlib.metadata
 import logging
 import random
 import time
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from typing import Any
 from weakref import WeakSet
 
@@ -75,11 +75,13 @@ def install(settings: VoiceSettings) -> None:
     aioice.ice.Connection.query_consent = keep_consent  # type: ignore[method-assign,assignment]
 
 
-def attach(pc: RTCPeerConnection, settings: VoiceSettings) -> list[Coroutine[Any, Any, None]]:
+def attach(
+    pc: RTCPeerConnection, settings: VoiceSettings
+) -> list[Callable[[], Coroutine[Any, Any, None]]]:
     """Puts our audio engine into `pc`'s negotiated audio transceivers (call after every
     completed offer/answer; transceivers already done are skipped). Returns the playout
-    loops, which the caller runs and cancels when the connection closes."""
-    loops = []
+    loops, which the caller starts and cancels when the connection closes."""
+    loops: list[Callable[[], Coroutine[Any, Any, None]]] = []
     for transceiver in pc.getTransceivers():
         if transceiver.kind != "audio" or transceiver in _attached:
             continue
@@ -165,7 +167,7 @@ def _attach_sender(
 
 def _attach_receiver(
     transceiver: RTCRtpTransceiver, opus_type: int, red_type: int | None
-) -> Coroutine[Any, Any, None]:
+) -> Callable[[], Coroutine[Any, Any, None]]:
     rtp_receiver = transceiver.receiver
     _require(rtp_receiver, RECEIVER_JITTER_BUFFER)
     track = rtp_receiver._track
@@ -179,7 +181,7 @@ def _attach_receiver(
 
     receiver = AudioReceiver(deliver)
     setattr(rtp_receiver, RECEIVER_JITTER_BUFFER, _PlayoutFeed(receiver, opus_type, red_type))
-    return receiver.run()
+    return receiver.run
 
 
 class _PlayoutFeed:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from collections.abc import Awaitable, Callable
 
@@ -98,14 +99,17 @@ class MediaConnection:
 
     def _track_arrived(self, track: MediaStreamTrack) -> None:
         if self._on_track is not None:
-            self._own(self._on_track(track), f"remote-{track.kind}-{self.label}")
+            work = functools.partial(self._on_track, track)
+            self._own(work, f"remote-{track.kind}-{self.label}")
 
-    def _own(self, work: Awaitable[None], name: str) -> None:
+    def _own(self, work: Callable[[], Awaitable[None]], name: str) -> None:
         self._owned.append(self._tasks.create_task(self._logged(work, name), name=name))
 
-    async def _logged(self, work: Awaitable[None], name: str) -> None:
+    async def _logged(self, work: Callable[[], Awaitable[None]], name: str) -> None:
+        """`work` is started here, so a task cancelled before it runs leaves nothing
+        half-made; its failure is logged and ends only itself, never the call."""
         try:
-            await work
+            await work()
         except Exception:
             log.exception("%s failed", name)
 
