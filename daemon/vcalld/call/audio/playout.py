@@ -122,14 +122,19 @@ class PlayoutBuffer:
         if not self._entries and (not self._recent or now - self._recent[-1][0] > IDLE_SECONDS):
             self._restart()
             return None
-        # Delay moves a frame at a time and stays within half a frame of the target.
+        # Delay moves a frame at a time, and never stays below the target's safety margin:
+        # there the fastest packets come after their frame is due, every frame would be
+        # late and concealed. (A band of half a frame each way let it settle 6 ms below
+        # the lowest delay, and a call concealed all it received.) So it rises as soon as it
+        # is more than the margin short, and drops a frame only when it is left no lower.
         target = self.target_offset()
         samples = self._frame_samples
         step = samples / CLOCK_RATE
-        if target > self._offset + step / 2:
+        if target > self._offset + SAFETY_SECONDS:
             self._offset += step
             return self._count(Playout(self._next, samples, Source.STRETCHED, None))
-        if target < self._offset - step / 2 and now - self._last_shrink >= SHRINK_INTERVAL_SECONDS:
+        shrinkable = target <= self._offset - step + SAFETY_SECONDS
+        if shrinkable and now - self._last_shrink >= SHRINK_INTERVAL_SECONDS:
             self._last_shrink = now
             self._offset -= step
             self._advance(self._entries.pop(self._next, None))

@@ -150,6 +150,13 @@ class _RoomSession:
         subscription.task = tasks.create_task(
             subscription.run(session, private_id, tasks), name=f"janus-feed-{feed.id}"
         )
+        subscription.task.add_done_callback(lambda _: self._forget(subscription))
+
+    def _forget(self, subscription: _Subscription) -> None:
+        """An ended subscription (its feed gone before we got to it) is not the feed's any
+        more: should the feed publish again, it is subscribed to again."""
+        if self._subscriptions.get(subscription.participant.id) is subscription:
+            del self._subscriptions[subscription.participant.id]
 
     async def _unsubscribe(self, participant_id: str) -> None:
         subscription = self._subscriptions.pop(participant_id, None)
