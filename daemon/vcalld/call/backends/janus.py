@@ -254,7 +254,10 @@ class _Subscription:
         while True:
             event = await handle.events.get()
             if event.get("janus") == "hangup":
-                log.info("Janus hung up %s: %s", self.participant.name, event.get("reason"))
+                reason = event.get("reason")
+                log.warning(
+                    "Janus hung up %s: %s; subscribing again", self.participant.name, reason
+                )
                 return
             if event.get("janus") == "trickle":
                 await self._add_candidate(event.get("candidate"))
