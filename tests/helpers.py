@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from aiohttp import web
 
 from vcalld.config import VcalldConfig
 from vcalld.daemon import Daemon
@@ -95,6 +96,19 @@ async def assert_receives(
     assert video["pattern_frames"] >= 0.9 * video["stamped_frames"] > 0, stats
     assert audio["frequency_hz"] == pytest.approx(tone_hz, abs=5), stats
     assert audio["level_dbfs"] > -30, stats
+
+
+@asynccontextmanager
+async def serving(app: web.Application) -> AsyncIterator[str]:
+    """`app` on a free loopback port for a block; yields its base URL (no trailing /)."""
+    runner = web.AppRunner(app)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    port = runner.addresses[0][1]
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        await runner.cleanup()
 
 
 def write_daemon_config(  # noqa: PLR0917 - test helper, read at call sites by keyword

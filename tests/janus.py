@@ -17,7 +17,7 @@ from pathlib import Path
 from aiohttp import web
 
 from tests.chromium import Page
-from tests.helpers import eventually, wait_until_listening
+from tests.helpers import eventually, serving, wait_until_listening
 
 REPO_CONFIG = Path(__file__).resolve().parent.parent / "config" / "janus"
 JANUS = "/usr/bin/janus"
@@ -145,15 +145,8 @@ async def demo_pages() -> AsyncIterator[str]:
 
     app.router.add_get("/settings.js", settings)
     app.router.add_static("/", DEMOS, follow_symlinks=True)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = runner.addresses[0][1]
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        await runner.cleanup()
+    async with serving(app) as url:
+        yield url
 
 
 def _bound(selector: str) -> str:

@@ -208,6 +208,21 @@ class PipeSoundCard:
         with suppress(BlockingIOError):  # the pipe is full: that audio is lost
             os.write(self._pipes["mic"], samples.tobytes())
 
+    @contextmanager
+    def taping(self, rate: int, channels: int) -> Iterator[Tape]:
+        """Drain the speaker pipe at `rate` for a whole block, as a card's clock runs on
+        whoever listens: between `record` calls the device would stall."""
+        fd = self._pipes["speaker"]
+        tape = Tape(rate, channels)
+        chunk = int(rate * TICK_SECONDS) * channels * 2
+
+        def drain(index: int) -> None:
+            with suppress(BlockingIOError):  # nothing was played: an underrun
+                tape.add(os.read(fd, chunk))
+
+        with _paced(drain, TICK_SECONDS):
+            yield tape
+
     def record(
         self,
         rate: int,
@@ -232,6 +247,27 @@ class PipeSoundCard:
             time.sleep(max(0.0, start + (index + 1) * tick - time.monotonic()))
         whole = len(received) // (2 * channels) * 2 * channels
         return np.frombuffer(bytes(received[:whole]), "<i2")
+
+
+class Tape:
+    """What the speaker played, drained from its pipe in real time by `PipeSoundCard.taping`."""
+
+    def __init__(self, rate: int, channels: int) -> None:
+        self.rate, self.channels = rate, channels
+        self._received = bytearray()
+        self._lock = threading.Lock()
+
+    def add(self, data: bytes) -> None:
+        with self._lock:
+            self._received += data
+
+    def latest(self, seconds: float) -> np.ndarray:
+        """The last `seconds` played, interleaved s16."""
+        frame_bytes = 2 * self.channels
+        with self._lock:
+            whole = len(self._received) // frame_bytes * frame_bytes
+            start = max(0, whole - int(seconds * self.rate) * frame_bytes)
+            return np.frombuffer(bytes(self._received[start:whole]), "<i2")
 
 
 @contextmanager

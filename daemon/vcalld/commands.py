@@ -60,6 +60,45 @@ class SetCameraControlCommand(_Command):
     value: ControlSetting
 
 
+Volume = Annotated[float, Field(ge=0, le=4)]
+
+
+class StartAudioMixCommand(_Command):
+    """Mix a file (a path or a name in `audio_mix.directories`) or an http(s) URL (under
+    `audio_mix.url_prefixes`) into what the call hears and what the speaker plays; replaces
+    the mix that plays. 1 is the source's own level; the sum with the voice is clipped."""
+
+    command: Literal["start-audio-mix"] = "start-audio-mix"
+    source: str = Field(min_length=1, max_length=4096)
+    loops: Annotated[int, Field(ge=1)] | Literal["forever"] = 1
+    call_volume: Volume = 1.0
+    local_volume: Volume = 1.0
+    position_seconds: float = Field(default=0.0, ge=0)
+
+
+SET_AUDIO_MIX_FIELDS = ("paused", "position_seconds", "call_volume", "local_volume")
+
+
+class SetAudioMixCommand(_Command):
+    """Pause or resume, seek, or set the volumes of the mix that plays."""
+
+    command: Literal["set-audio-mix"] = "set-audio-mix"
+    paused: bool | None = None
+    position_seconds: float | None = Field(default=None, ge=0)
+    call_volume: Volume | None = None
+    local_volume: Volume | None = None
+
+    @model_validator(mode="after")
+    def _names_something(self) -> SetAudioMixCommand:
+        if all(getattr(self, name) is None for name in SET_AUDIO_MIX_FIELDS):
+            raise ValueError(f"give at least one of {', '.join(SET_AUDIO_MIX_FIELDS)}")
+        return self
+
+
+class StopAudioMixCommand(_Command):
+    command: Literal["stop-audio-mix"] = "stop-audio-mix"
+
+
 class GetStateCommand(_Command):
     command: Literal["get-state"] = "get-state"
 
@@ -70,11 +109,24 @@ Command = Annotated[
     | SetMuteCommand
     | SetVolumeCommand
     | SetCameraControlCommand
+    | StartAudioMixCommand
+    | SetAudioMixCommand
+    | StopAudioMixCommand
     | GetStateCommand,
     Field(discriminator="command"),
 ]
 _command_adapter: TypeAdapter[Command] = TypeAdapter(Command)
-COMMAND_NAMES = ("join", "leave", "set-mute", "set-volume", "set-camera-control", "get-state")
+COMMAND_NAMES = (
+    "join",
+    "leave",
+    "set-mute",
+    "set-volume",
+    "set-camera-control",
+    "start-audio-mix",
+    "set-audio-mix",
+    "stop-audio-mix",
+    "get-state",
+)
 
 
 class ErrorInfo(BaseModel):

@@ -21,20 +21,25 @@ from vcalld.commands import (
     GetStateCommand,
     JoinCommand,
     LeaveCommand,
+    SetAudioMixCommand,
     SetCameraControlCommand,
     SetMuteCommand,
     SetVolumeCommand,
+    StartAudioMixCommand,
+    StopAudioMixCommand,
 )
 from vcalld.config import VcalldConfig
 from vcalld.errors import (
     CameraUnavailableCommandError,
     InvalidControlError,
     NoCameraError,
+    NoOutgoingAudioError,
     NoSpeakerError,
     ShuttingDownError,
     UnknownParticipantError,
     VcalldError,
 )
+from vcalld.media.audio_mix.controller import AudioMixer
 from vcalld.media.camera.device import CameraUnavailableError, ControlError, ControlValue
 from vcalld.media.fanout import split
 from vcalld.media.outgoing import OutgoingMedia
@@ -75,6 +80,8 @@ class Daemon:
                 audio_source=config.audio.source if config.audio.enabled else None,
             )
         )
+        self.audio_mixer = AudioMixer(config.audio_mix, self.speaker, self.state)
+        self.outgoing.audio_mix = self.audio_mixer.mix_into
         self._backend = make_backend(
             config.call, config.device.display_name, self.outgoing.local_media(), self
         )
@@ -104,6 +111,7 @@ class Daemon:
                 on_ready()
             await self._stop.wait()
             await self._end_call()
+            await self.audio_mixer.stop()
             for worker in self._workers:
                 worker.cancel()
         self._tasks = None
@@ -200,6 +208,21 @@ class Daemon:
             self._set_volume(command.participant, command.volume)
         elif isinstance(command, SetCameraControlCommand):
             await self._set_camera_control(command.control, command.value)
+        elif isinstance(command, StartAudioMixCommand):
+            await self._start_audio_mix(command)
+        elif isinstance(command, SetAudioMixCommand):
+            self.audio_mixer.set(command)
+        elif isinstance(command, StopAudioMixCommand):
+            await self.audio_mixer.stop()
+
+    async def _start_audio_mix(self, command: StartAudioMixCommand) -> None:
+        if self.outgoing.audio_source is None:
+            raise NoOutgoingAudioError(
+                "no outgoing audio to mix into, and none to pace the mix ([audio] enabled = false)"
+            )
+        if self._tasks is None:
+            raise ShuttingDownError("the daemon is not running")
+        await self.audio_mixer.start(command, self._tasks)
 
     async def _set_camera_control(self, name: str, value: ControlValue) -> None:
         camera = self.outgoing.video_source

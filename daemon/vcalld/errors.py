@@ -23,6 +23,14 @@ class NoSpeakerError(VcalldError):
     code = "no-speaker"
 
 
+class NoAudioMixError(VcalldError):
+    code = "no-audio-mix"
+
+
+class NoOutgoingAudioError(VcalldError):
+    code = "no-audio"
+
+
 class NoCameraError(VcalldError):
     code = "no-camera"
 

@@ -26,6 +26,16 @@ def state_events(before: DeviceState, after: DeviceState) -> list[dict[str, Any]
         events.append({"event": "call-ended", "room": before.room, "state": after.call.value})
     if after.call is CallState.IN_CALL and before.call is not CallState.IN_CALL:
         events.append({"event": "call-started", "room": after.room})
+    mix, mixed = after.audio_mix, before.audio_mix
+    if mix is not None and mix.status.ended and (mixed is None or not mixed.status.ended):
+        events.append(
+            {
+                "event": "audio-mix-ended",
+                "source": mix.source,
+                "status": mix.status.value,
+                "error": mix.error,
+            }
+        )
     if after.last_error and after.last_error != before.last_error:
         events.append({"event": "error", "message": after.last_error})
     return events

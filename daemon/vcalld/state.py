@@ -26,6 +26,33 @@ class Participant(BaseModel):
     connection: str = "new"
 
 
+class AudioMixStatus(StrEnum):
+    OPENING = "opening"
+    PLAYING = "playing"
+    PAUSED = "paused"
+    FINISHED = "finished"  # the last loop played to its end
+    STOPPED = "stopped"  # by a command
+    FAILED = "failed"  # the file or stream could not be read: `error` says why
+
+    @property
+    def ended(self) -> bool:
+        return self in (AudioMixStatus.FINISHED, AudioMixStatus.STOPPED, AudioMixStatus.FAILED)
+
+
+class AudioMix(BaseModel):
+    """The audio mix of the moment, or the last one with how it ended."""
+
+    source: str  # a URL without credentials or query
+    status: AudioMixStatus
+    position_seconds: float = 0.0
+    duration_seconds: float | None = None  # None for a live stream
+    loop: int = 1
+    loops: int | None = 1  # None: for ever
+    call_volume: float = 1.0
+    local_volume: float = 1.0
+    error: str | None = None
+
+
 class DeviceState(BaseModel):
     device_id: str
     call: CallState = CallState.IDLE
@@ -44,6 +71,7 @@ class DeviceState(BaseModel):
     # The broker connection: "connected", or why not ("unreachable: ...", "refused: ...",
     # "lost: ..."); None without MQTT. Seen locally and in the journal while the fleet cannot.
     mqtt: str | None = None
+    audio_mix: AudioMix | None = None
 
 
 Listener = Callable[[DeviceState], None]

@@ -6,6 +6,7 @@ import ipaddress
 import os
 import re
 import socket
+import urllib.parse
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -289,6 +290,32 @@ class VoiceConfig(Section):
     high_pass_filter: bool = Field(default=True, description="Remove rumble and DC below 80 Hz.")
 
 
+def _url_prefix(prefix: str) -> str:
+    parsed = urllib.parse.urlsplit(prefix)
+    if parsed.scheme not in ("http", "https") or not parsed.hostname or not parsed.path:
+        raise ValueError(
+            "a URL prefix is http(s)://host/ and a path (at least /), so no other host "
+            "can start with it"
+        )
+    return prefix
+
+
+class AudioMixConfig(Section):
+    """Where `start-audio-mix` may play from: nothing else is read or fetched."""
+
+    directories: list[Path] = Field(
+        default_factory=lambda: [Path("/var/lib/vcalld/media")],
+        description="Files in these directories (and below; links are followed first).",
+    )
+    url_prefixes: list[Annotated[str, AfterValidator(_url_prefix)]] = Field(
+        default_factory=list,
+        description=(
+            "http(s) URLs that start with one of these, e.g. `https://media.example.com/kiosk/`; "
+            "none by default. The server is trusted with its redirects."
+        ),
+    )
+
+
 class DisplayConfig(Section):
     renderer: RendererName = Field(
         default="stats",
@@ -429,6 +456,7 @@ class VcalldConfig(BaseSettings):
     display: DisplayConfig = Field(default_factory=DisplayConfig)
     speaker: SpeakerConfig = Field(default_factory=SpeakerConfig)
     voice: VoiceConfig = Field(default_factory=VoiceConfig)
+    audio_mix: AudioMixConfig = Field(default_factory=AudioMixConfig)
     mqtt: MqttConfig = Field(default_factory=MqttConfig)
     logging: LoggingConfig = Field(default_factory=LoggingConfig)
     room_server: RoomServerConfig = Field(default_factory=RoomServerConfig)

@@ -5,16 +5,15 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from concurrent.futures import Future
 from typing import ClassVar, Generic, TypeVar
 
 from vcalld.backoff import backoff_seconds
 from vcalld.media.handoff import LoopHandoff
+from vcalld.media.own_thread import run_in_own_thread
 from vcalld.media.sources.base import ReportProblem
 
 RETRY_MIN_SECONDS = 0.5
 RETRY_MAX_SECONDS = 5.0
-JOIN_SECONDS = 2.0
 
 Handle = TypeVar("Handle")
 
@@ -37,28 +36,13 @@ class DeviceThread(Generic[Handle]):
         self._report_on_loop = report
         self._problems: LoopHandoff[str | None] | None = None
         self._stopping = threading.Event()
-        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
-        self._finished: Future[None] = Future()
+        self._name = name
 
     async def run(self) -> None:
         """Run the thread until cancelled; a bug in it is raised here, not lost with it."""
         loop = asyncio.get_running_loop()
         self._problems = LoopHandoff(loop, self._report_on_loop, depth=1)
-        self._thread.start()
-        try:
-            # Shielded: the thread settles the future itself, also after a cancellation.
-            await asyncio.shield(asyncio.wrap_future(self._finished))
-        finally:
-            self._stopping.set()
-            await asyncio.to_thread(self._thread.join, JOIN_SECONDS)
-
-    def _run(self) -> None:
-        try:
-            self._keep_open()
-        except BaseException as error:
-            self._finished.set_exception(error)
-        else:
-            self._finished.set_result(None)
+        await run_in_own_thread(self._name, self._keep_open, self._stopping)
 
     def _keep_open(self) -> None:
         attempt = 0

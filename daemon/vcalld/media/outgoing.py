@@ -34,6 +34,8 @@ class OutgoingMedia:
         self._audio = Fanout("audio", depth=AUDIO_SLOTS)
         self.audio_muted = False
         self.video_muted = False
+        # Added to the outgoing audio after mute, which silences the microphone only.
+        self.audio_mix: Callable[[AudioFrame], AudioFrame] | None = None
 
     def runners(
         self, report: Callable[[str, str | None], None]
@@ -63,8 +65,11 @@ class OutgoingMedia:
         self._video.publish(frame)
 
     def _publish_audio(self, frame: Frame) -> None:
-        if self.audio_muted and isinstance(frame, AudioFrame):
-            frame = _silence_like(frame)
+        if isinstance(frame, AudioFrame):
+            if self.audio_muted:
+                frame = _silence_like(frame)
+            if self.audio_mix is not None:
+                frame = self.audio_mix(frame)
         self._audio.publish(frame)
 
 

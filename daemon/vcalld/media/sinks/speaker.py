@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from av import AudioFrame
 from av.audio.resampler import AudioResampler
@@ -26,6 +27,8 @@ class Speaker:
     ) -> None:
         """`voice`: the microphone's processing, which hears what is played as its echo."""
         rate = config.sample_rate
+        self.rate: int = rate
+        self.channels: int = config.channels
         self._spec = PcmSpec.of(config.device, rate, config.channels, config.period_frames)
         self._layout = layout_of(config.channels)
         self._mixer = Mixer(
@@ -55,6 +58,14 @@ class Speaker:
             return
         finally:
             self._mixer.remove(participant_id)
+
+    def push(self, stream: str, samples: np.ndarray[Any, Any]) -> None:
+        """Audio of another kind than a participant's (the audio mix), at the device format."""
+        self._mixer.push(stream, samples)
+
+    def remove(self, stream: str) -> None:
+        """Cut `stream` off now, with what it had queued."""
+        self._mixer.remove(stream)
 
     def set_volume(self, participant_id: str | None, volume: float) -> None:
         """One participant's volume, or the master volume when `participant_id` is None."""

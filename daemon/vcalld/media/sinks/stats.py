@@ -108,8 +108,23 @@ class AudioStats:
     def analysis(self) -> tuple[float | None, float | None, float | None]:
         """(level in dBFS, dominant frequency in Hz, share of the timeline that arrived) over
         the last half second."""
-        if not self.recent or not self.sample_rate:
+        placed = self.timeline()
+        if placed is None:
             return None, None, None
+        timeline, covered = placed
+        if not covered.any():
+            return None, None, 0.0
+        coverage = round(float(covered.mean()), 3)
+        level = level_dbfs(timeline[covered])
+        if level <= SILENCE_DBFS:
+            return level, None, coverage
+        return level, dominant_frequency(timeline, self.sample_rate), coverage
+
+    def timeline(self) -> tuple[np.ndarray[Any, Any], np.ndarray[Any, Any]] | None:
+        """The last half second as mono in [-1, 1], each frame at its timestamp, and which
+        samples arrived; None before any audio."""
+        if not self.recent or not self.sample_rate:
+            return None
         wanted = int(self.sample_rate * ANALYSIS_SECONDS)
         timeline = np.zeros(wanted)
         covered = np.zeros(wanted, dtype=bool)
@@ -121,13 +136,7 @@ class AudioStats:
                 mono = samples[first - offset : last - offset].mean(axis=1)
                 timeline[first:last] = mono / 32768.0
                 covered[first:last] = True
-        if not covered.any():
-            return None, None, 0.0
-        coverage = round(float(covered.mean()), 3)
-        level = level_dbfs(timeline[covered])
-        if level <= SILENCE_DBFS:
-            return level, None, coverage
-        return level, dominant_frequency(timeline, self.sample_rate), coverage
+        return timeline, covered
 
     def snapshot(self) -> dict[str, Any]:
         level, frequency, coverage = self.analysis()
@@ -206,6 +215,13 @@ class StatsRenderer:
 
     def forget(self, participant_id: str) -> None:
         self._participants.pop(participant_id, None)
+
+    def audio_timeline(self, participant_id: str) -> np.ndarray[Any, Any] | None:
+        """The participant's last half second of audio (mono, [-1, 1], gaps silent), for a
+        closer look than the snapshot's level and pitch."""
+        media = self._participants.get(participant_id)
+        placed = media.audio.timeline() if media is not None else None
+        return None if placed is None else placed[0]
 
     def snapshot(self) -> dict[str, Any]:
         return {
