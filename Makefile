@@ -77,6 +77,10 @@ bench-loss-testbed: $(VENV)/.installed .stamp-deb-tools
 bench-group: $(VENV)/.installed
 	$(SUDO) unshare --net sh -c 'ip link set lo up && exec $(BIN)/python -m bench.group_call $(BENCH_ARGS)'
 
+# The built-in frame processors, with FFmpeg's nearest filters in the same process as the peer.
+bench-processors: $(VENV)/.installed
+	$(BIN)/python -m bench.processors $(BENCH_ARGS)
+
 bench-mqtt: $(VENV)/.installed
 	$(SUDO) unshare --net sh -c 'ip link set lo up && exec $(BIN)/python -m bench.mqtt_latency $(BENCH_ARGS)'
 

@@ -19,8 +19,10 @@ from aiohttp import web
 
 from vcalld.config import VcalldConfig
 from vcalld.daemon import Daemon
+from vcalld.events import state_events
 from vcalld.media.sources.base import MediaSource
 from vcalld.service import serve
+from vcalld.state import DeviceState
 
 
 @asynccontextmanager
@@ -109,6 +111,23 @@ async def serving(app: web.Application) -> AsyncIterator[str]:
         yield f"http://127.0.0.1:{port}"
     finally:
         await runner.cleanup()
+
+
+@asynccontextmanager
+async def recording_events(daemon: Daemon) -> AsyncIterator[list[dict[str, Any]]]:
+    """The events the daemon's state changes make (what MQTT publishes), during a block."""
+    events: list[dict[str, Any]] = []
+    last = [daemon.state.current]
+
+    def listen(state: DeviceState) -> None:
+        events.extend(state_events(last[0], state))
+        last[0] = state
+
+    daemon.state.listen(listen)
+    try:
+        yield events
+    finally:
+        daemon.state.unlisten(listen)
 
 
 def write_daemon_config(  # noqa: PLR0917 - test helper, read at call sites by keyword

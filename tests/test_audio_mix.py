@@ -14,7 +14,7 @@ from aiohttp import web
 from av import AudioFrame
 
 from tests.echo import DOUBLE_TALK, FAR_GAIN, NEAR_GAIN, Heard, measure
-from tests.helpers import eventually, running, serving
+from tests.helpers import eventually, recording_events, running, serving
 from tests.mix_media import tone_levels, write_samples, write_tones
 from tests.mqtt import Mosquitto
 from tests.soundcard import PipeSoundCard, Room, Tape
@@ -30,10 +30,9 @@ from vcalld.commands import (
 from vcalld.config import VcalldConfig
 from vcalld.daemon import Daemon
 from vcalld.errors import InvalidCommandError
-from vcalld.events import state_events
 from vcalld.media.audio_mix.player import MIX_STREAM
 from vcalld.room.server import RoomServer
-from vcalld.state import AudioMix, AudioMixStatus, DeviceState
+from vcalld.state import AudioMix, AudioMixStatus
 
 MIC_HZ, MIX_HZ, LATER_HZ = 440.0, 1000.0, 660.0
 SOURCE_LEVEL = 20 * np.log10(0.3 / np.sqrt(2))  # the tone source and the files: -13.5 dBFS
@@ -51,23 +50,6 @@ def mix_of(daemon: Daemon) -> AudioMix:
     mix = daemon.state.current.audio_mix
     assert mix is not None
     return mix
-
-
-@asynccontextmanager
-async def recording_events(daemon: Daemon) -> AsyncIterator[list[dict[str, Any]]]:
-    """The events the daemon's state changes make (what MQTT publishes), during a block."""
-    events: list[dict[str, Any]] = []
-    last = [daemon.state.current]
-
-    def listen(state: DeviceState) -> None:
-        events.extend(state_events(last[0], state))
-        last[0] = state
-
-    daemon.state.listen(listen)
-    try:
-        yield events
-    finally:
-        daemon.state.unlisten(listen)
 
 
 def far_levels(listener: Daemon) -> dict[float, float]:

@@ -43,11 +43,13 @@ from vcalld.media.audio_mix.controller import AudioMixer
 from vcalld.media.camera.device import CameraUnavailableError, ControlError, ControlValue
 from vcalld.media.fanout import split
 from vcalld.media.outgoing import OutgoingMedia
+from vcalld.media.processors.chain import Disabled, ProcessorChain
+from vcalld.media.processors.stages import ProcessedTrack
 from vcalld.media.sinks.base import Renderer, ScreenRenderer, load_renderer
 from vcalld.media.sinks.speaker import Speaker
 from vcalld.media.sources.base import AdjustableCamera, MediaSource
 from vcalld.media.voice.processor import process_microphone
-from vcalld.state import CallState, DeviceState, Participant, StateStore
+from vcalld.state import CallState, DeviceState, DisabledProcessor, Participant, StateStore
 
 log = logging.getLogger(__name__)
 UPLOAD = "@upload"  # not a participant id: the room server and Janus make none with "@"
@@ -61,7 +63,7 @@ class Daemon:
         video_source: MediaSource | None = None,
     ) -> None:
         self.config = config
-        self.outgoing = OutgoingMedia(config, video_source)
+        self.outgoing = OutgoingMedia(config, video_source, self._processor_disabled)
         self.renderer = renderer or load_renderer(config.display.renderer, config)
         self.voice = process_microphone(config, self.outgoing.audio_source)
         self.speaker = (
@@ -292,6 +294,11 @@ class Daemon:
             self.speaker.forget(participant_id)
 
     async def remote_track(self, participant_id: str, track: MediaStreamTrack) -> None:
+        entries = getattr(self.config.processors, f"incoming_{track.kind}")
+        if entries:
+            chain = f"incoming_{track.kind}"
+            report = functools.partial(self._processor_disabled, chain, participant=participant_id)
+            track = ProcessedTrack(track, ProcessorChain.of(entries), report)
         if track.kind == "audio" and self.speaker is not None:
             await split(
                 track,
@@ -300,6 +307,15 @@ class Daemon:
             )
         else:
             await self.renderer.render(participant_id, track)
+
+    def _processor_disabled(
+        self, chain: str, record: Disabled, participant: str | None = None
+    ) -> None:
+        disabled = DisabledProcessor(
+            chain=chain, name=record.name, participant=participant, error=record.error
+        )
+        log.warning("processor %s in %s disabled: %s", record.name, chain, record.error)
+        self.state.update(disabled_processors=[*self.state.current.disabled_processors, disabled])
 
     def _source_problem(self, kind: str, problem: str | None) -> None:
         self._problem_changed(f"{kind}_source_problem", problem)

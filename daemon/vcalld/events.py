@@ -36,6 +36,9 @@ def state_events(before: DeviceState, after: DeviceState) -> list[dict[str, Any]
                 "error": mix.error,
             }
         )
+    for disabled in after.disabled_processors:
+        if disabled not in before.disabled_processors:
+            events.append({"event": "processor-disabled", **disabled.model_dump()})
     if after.last_error and after.last_error != before.last_error:
         events.append({"event": "error", "message": after.last_error})
     return events

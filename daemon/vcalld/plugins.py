@@ -8,6 +8,7 @@ from typing import Any
 
 SOURCE_GROUP = "vcalld.sources"
 RENDERER_GROUP = "vcalld.renderers"
+PROCESSOR_GROUP = "vcalld.processors"
 
 
 class UnknownPluginError(LookupError):
@@ -25,8 +26,9 @@ def load_plugin(group: str, name: str) -> Any:
 
 
 def plugin_validator(group: str, media_kind: str | None = None) -> Callable[[str], str]:
-    """A config validator: `name` must be installed in `group` and, for sources, produce
-    `media_kind` ("audio" or "video"), so a wrong name fails at check-config, not at start."""
+    """A config validator: `name` must be installed in `group` and, for sources and
+    processors, handle `media_kind` ("audio" or "video"), so a wrong name fails at
+    check-config, not at start."""
 
     def validate(name: str) -> str:
         try:
@@ -35,7 +37,9 @@ def plugin_validator(group: str, media_kind: str | None = None) -> Callable[[str
             raise ValueError(str(error)) from None
         produces = getattr(factory, "kind", None)
         if media_kind is not None and produces != media_kind:
-            raise ValueError(f"{name!r} is a {produces} source, not {media_kind}")
+            plugin = group.rsplit(".", 1)[-1].removesuffix("s")
+            article = "an" if str(produces)[:1] in "aeiou" else "a"
+            raise ValueError(f"{name!r} is {article} {produces} {plugin}, not {media_kind}")
         return name
 
     return validate

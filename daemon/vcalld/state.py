@@ -53,6 +53,15 @@ class AudioMix(BaseModel):
     error: str | None = None
 
 
+class DisabledProcessor(BaseModel):
+    """A frame processor that raised and was taken out of its chain; the media go on."""
+
+    chain: str  # outgoing_video, outgoing_audio, incoming_video, incoming_audio
+    name: str
+    participant: str | None = None  # whose incoming media, for an incoming chain
+    error: str
+
+
 class DeviceState(BaseModel):
     device_id: str
     call: CallState = CallState.IDLE
@@ -72,6 +81,7 @@ class DeviceState(BaseModel):
     # "lost: ..."); None without MQTT. Seen locally and in the journal while the fleet cannot.
     mqtt: str | None = None
     audio_mix: AudioMix | None = None
+    disabled_processors: list[DisabledProcessor] = Field(default_factory=list)
 
 
 Listener = Callable[[DeviceState], None]

@@ -8,7 +8,7 @@ import re
 import socket
 import urllib.parse
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     AfterValidator,
@@ -17,13 +17,21 @@ from pydantic import (
     Field,
     PlainValidator,
     SecretStr,
+    ValidationError,
     field_validator,
     model_validator,
 )
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from vcalld.config.sources import TomlDocumentSource
-from vcalld.plugins import RENDERER_GROUP, SOURCE_GROUP, plugin_validator
+from vcalld.media.processors.base import options_model
+from vcalld.plugins import (
+    PROCESSOR_GROUP,
+    RENDERER_GROUP,
+    SOURCE_GROUP,
+    load_plugin,
+    plugin_validator,
+)
 
 CONTROL_NAME = re.compile(r"[a-z0-9_]{1,64}")
 
@@ -316,6 +324,52 @@ class AudioMixConfig(Section):
     )
 
 
+class ProcessorEntry(Section):
+    name: str = Field(description="Entry point in `vcalld.processors`.")
+    options: dict[str, Any] = Field(
+        default_factory=dict, description="The processor's own options (README, Processors)."
+    )
+
+    @model_validator(mode="after")
+    def _checked_by_the_processor(self) -> ProcessorEntry:
+        model = options_model(load_plugin(PROCESSOR_GROUP, self.name))
+        if model is not None:
+            try:
+                model.model_validate(self.options)
+            except ValidationError as error:
+                problems = "; ".join(
+                    f"{'.'.join(str(p) for p in detail['loc']) or '(options)'}: {detail['msg']}"
+                    for detail in error.errors(include_url=False)
+                )
+                raise ValueError(f"options of {self.name!r}: {problems}") from None
+        return self
+
+
+class VideoProcessorEntry(ProcessorEntry):
+    name: Annotated[str, AfterValidator(plugin_validator(PROCESSOR_GROUP, "video"))] = Field(
+        description="Entry point in `vcalld.processors`, a video processor."
+    )
+
+
+class AudioProcessorEntry(ProcessorEntry):
+    name: Annotated[str, AfterValidator(plugin_validator(PROCESSOR_GROUP, "audio"))] = Field(
+        description="Entry point in `vcalld.processors`, an audio processor."
+    )
+
+
+class ProcessorsConfig(Section):
+    """Ordered chains of frame processors, each applied in turn (README, Processors)."""
+
+    outgoing_video: list[VideoProcessorEntry] = Field(default_factory=list)
+    outgoing_audio: list[AudioProcessorEntry] = Field(default_factory=list)
+    incoming_video: list[VideoProcessorEntry] = Field(
+        default_factory=list, description="Per remote participant, before the display."
+    )
+    incoming_audio: list[AudioProcessorEntry] = Field(
+        default_factory=list, description="Per remote participant, before the speaker."
+    )
+
+
 class DisplayConfig(Section):
     renderer: RendererName = Field(
         default="stats",
@@ -457,6 +511,7 @@ class VcalldConfig(BaseSettings):
     speaker: SpeakerConfig = Field(default_factory=SpeakerConfig)
     voice: VoiceConfig = Field(default_factory=VoiceConfig)
     audio_mix: AudioMixConfig = Field(default_factory=AudioMixConfig)
+    processors: ProcessorsConfig = Field(default_factory=ProcessorsConfig)
     mqtt: MqttConfig = Field(default_factory=MqttConfig)
     logging: LoggingConfig = Field(default_factory=LoggingConfig)
     room_server: RoomServerConfig = Field(default_factory=RoomServerConfig)

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import numpy as np
-from av import VideoFrame
+from av import AudioFrame, VideoFrame
+from av.frame import Frame
 
 BLACK_LUMA, NEUTRAL_CHROMA = 16, 128  # video range
 
@@ -13,3 +14,14 @@ def black_video(width: int, height: int) -> VideoFrame:
     luma = np.full((height, width), BLACK_LUMA, np.uint8)
     chroma = np.full((height // 2, width), NEUTRAL_CHROMA, np.uint8)
     return VideoFrame.from_ndarray(np.concatenate([luma, chroma]), format="yuv420p")
+
+
+def timed_like(made: Frame, original: Frame) -> Frame:
+    """`made` (a frame computed from `original`) with the original's timing and, for audio,
+    rate, so it takes its place in the stream."""
+    if isinstance(made, AudioFrame) and isinstance(original, AudioFrame):
+        made.sample_rate = original.sample_rate
+    made.pts = original.pts
+    if original.time_base is not None:
+        made.time_base = original.time_base
+    return made

@@ -14,14 +14,22 @@ from vcalld.call.events import LocalMedia
 from vcalld.config import VcalldConfig
 from vcalld.media.fanout import Fanout
 from vcalld.media.frames import black_video
+from vcalld.media.processors.chain import Disabled, ProcessorChain
+from vcalld.media.processors.stages import OutgoingStage
 from vcalld.media.sources.base import MediaSource, load_source
 
 AUDIO_SLOTS = 5  # 100 ms of 20 ms frames
 
 
 class OutgoingMedia:
-    def __init__(self, config: VcalldConfig, video_source: MediaSource | None = None) -> None:
-        """`video_source` replaces the configured one (a test's camera on a fake device)."""
+    def __init__(
+        self,
+        config: VcalldConfig,
+        video_source: MediaSource | None = None,
+        processor_disabled: Callable[[str, Disabled], None] | None = None,
+    ) -> None:
+        """`video_source` replaces the configured one (a test's camera on a fake device);
+        `processor_disabled(chain, record)` hears of a processor taken out of a chain."""
         self.video_source: MediaSource | None = (
             (video_source or load_source(config.video.source, config.video))
             if config.video.enabled
@@ -34,8 +42,18 @@ class OutgoingMedia:
         self._audio = Fanout("audio", depth=AUDIO_SLOTS)
         self.audio_muted = False
         self.video_muted = False
-        # Added to the outgoing audio after mute, which silences the microphone only.
+        # Added to the outgoing audio after mute and processing, which are the microphone's.
         self.audio_mix: Callable[[AudioFrame], AudioFrame] | None = None
+        disabled = processor_disabled or (lambda chain, record: None)
+        self._stages: dict[str, OutgoingStage] = {}
+        chains = (
+            ("video", config.processors.outgoing_video, self._video.publish, 1),
+            ("audio", config.processors.outgoing_audio, self._send_audio, AUDIO_SLOTS),
+        )
+        for kind, entries, send, depth in chains:
+            if entries:
+                report = functools.partial(disabled, f"outgoing_{kind}")
+                self._stages[kind] = OutgoingStage(ProcessorChain.of(entries), send, depth, report)
 
     def runners(
         self, report: Callable[[str, str | None], None]
@@ -51,6 +69,8 @@ class OutgoingMedia:
             runners["audio-source"] = self.audio_source.run(
                 self._publish_audio, functools.partial(report, "audio")
             )
+        for kind, stage in self._stages.items():
+            runners[f"{kind}-processing"] = stage.run()
         return runners
 
     def local_media(self) -> LocalMedia:
@@ -62,14 +82,24 @@ class OutgoingMedia:
     def _publish_video(self, frame: Frame) -> None:
         if self.video_muted and isinstance(frame, VideoFrame):
             frame = _black_like(frame)
-        self._video.publish(frame)
+        stage = self._stages.get("video")
+        if stage is None:
+            self._video.publish(frame)
+        else:
+            stage.submit(frame)
 
     def _publish_audio(self, frame: Frame) -> None:
-        if isinstance(frame, AudioFrame):
-            if self.audio_muted:
-                frame = _silence_like(frame)
-            if self.audio_mix is not None:
-                frame = self.audio_mix(frame)
+        if self.audio_muted and isinstance(frame, AudioFrame):
+            frame = _silence_like(frame)
+        stage = self._stages.get("audio")
+        if stage is None:
+            self._send_audio(frame)
+        else:
+            stage.submit(frame)
+
+    def _send_audio(self, frame: Frame) -> None:
+        if self.audio_mix is not None and isinstance(frame, AudioFrame):
+            frame = self.audio_mix(frame)
         self._audio.publish(frame)
 
 

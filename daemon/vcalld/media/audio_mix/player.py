@@ -16,6 +16,7 @@ from av.audio.resampler import AudioResampler
 
 from vcalld.media.audio_mix.decoder import RATE, End, MixDecoder, Part, Samples
 from vcalld.media.fifo import SampleFifo
+from vcalld.media.frames import timed_like
 from vcalld.media.layout import layout_of, s16_samples
 from vcalld.state import AudioMix, AudioMixStatus
 
@@ -216,5 +217,4 @@ def _added(frame: AudioFrame, mix: Samples, volume: float) -> AudioFrame:
     mixed = AudioFrame.from_ndarray(
         total.astype(np.int16).reshape(1, -1), format="s16", layout=frame.layout.name
     )
-    mixed.sample_rate, mixed.pts, mixed.time_base = frame.sample_rate, frame.pts, frame.time_base
-    return mixed
+    return timed_like(mixed, frame)  # type: ignore[return-value]

@@ -19,6 +19,7 @@ from sdl2 import sdlttf
 from vcalld.media.display.compositor import Anchor
 from vcalld.media.display.layout import Rect, logical_size
 from vcalld.media.display.tiles import TileView
+from vcalld.media.text import FONT_LOCK, WHITE, TextError, font
 
 DRIVERS: dict[str, bytes | None] = {
     "auto": None,  # SDL's own choice: Wayland or X11 when there is a session, else KMS/DRM
@@ -27,9 +28,7 @@ DRIVERS: dict[str, bytes | None] = {
     "wayland": b"wayland",
     "offscreen": b"offscreen",
 }
-FONT = b"/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf"  # Debian's fonts-dejavu-core
 TEXT_CACHE = 64  # rendered labels kept as textures (names change rarely)
-WHITE = sdl2.SDL_Color(255, 255, 255, 255)
 
 
 class DisplayError(Exception):
@@ -60,7 +59,6 @@ class SdlScreen:
         self._target: Any = None  # what is drawn before it is turned, for a rotated screen
         self._pictures: dict[str, _Texture] = {}
         self._texts: OrderedDict[tuple[str, int], _Texture] = OrderedDict()
-        self._fonts: dict[int, Any] = {}
         self.output = (0, 0)
         self.refresh_hz = 0  # 0: unknown
         self.vsync = False
@@ -73,8 +71,6 @@ class SdlScreen:
         sdl2.SDL_SetHint(sdl2.SDL_HINT_VIDEO_ALLOW_SCREENSAVER, b"0")
         if sdl2.SDL_Init(sdl2.SDL_INIT_VIDEO) != 0:
             raise DisplayError(_sdl_error("cannot open the display"))
-        if sdlttf.TTF_Init() != 0:
-            raise DisplayError(_sdl_error("cannot start the font renderer"))
         mode = sdl2.SDL_DisplayMode()
         has_mode = sdl2.SDL_GetDesktopDisplayMode(0, ctypes.byref(mode)) == 0
         self.refresh_hz = mode.refresh_rate if has_mode else 0
@@ -185,12 +181,12 @@ class SdlScreen:
         if held is not None:
             self._texts.move_to_end(key)
             return held
-        font = self._fonts.get(height)
-        if font is None:
-            font = self._fonts[height] = sdlttf.TTF_OpenFont(FONT, height)
-            if not font:
-                raise DisplayError(_sdl_error("cannot open the label font"))
-        surface = sdlttf.TTF_RenderUTF8_Blended(font, text.encode() or b" ", WHITE)
+        with FONT_LOCK:
+            try:
+                label_font = font(height)
+            except TextError as error:
+                raise DisplayError(str(error)) from None
+            surface = sdlttf.TTF_RenderUTF8_Blended(label_font, text.encode() or b" ", WHITE)
         if not surface:
             raise DisplayError(_sdl_error("cannot write a label"))
         try:
@@ -251,9 +247,6 @@ class SdlScreen:
             sdl2.SDL_DestroyTexture(held.texture)
         self._pictures.clear()
         self._texts.clear()
-        for font in self._fonts.values():
-            sdlttf.TTF_CloseFont(font)
-        self._fonts.clear()
         if self._target is not None:
             sdl2.SDL_DestroyTexture(self._target)
         if self._renderer:
@@ -261,7 +254,6 @@ class SdlScreen:
         if self._window:
             sdl2.SDL_DestroyWindow(self._window)
         self._window = self._renderer = self._target = None
-        sdlttf.TTF_Quit()
         sdl2.SDL_Quit()
 
 

@@ -1,0 +1,63 @@
+"""Where chains sit: between the outgoing sources and the fan-out, and on each remote track."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from collections.abc import Callable
+
+from aiortc.mediastreams import MediaStreamTrack
+from av.frame import Frame
+
+from vcalld.media.processors.chain import Disabled, ProcessorChain
+
+
+class OutgoingStage:
+    """Frames from a source wait here (at most `depth`: a slow chain costs the oldest, never
+    latency), are processed in order, and go on to `publish`."""
+
+    def __init__(
+        self,
+        chain: ProcessorChain,
+        publish: Callable[[Frame], None],
+        depth: int,
+        disabled: Callable[[Disabled], None],
+    ) -> None:
+        self._chain = chain
+        self._publish = publish
+        self._frames: deque[Frame] = deque(maxlen=depth)
+        self._ready = asyncio.Event()
+        self._disabled = disabled
+        self.dropped = 0
+
+    def submit(self, frame: Frame) -> None:
+        if len(self._frames) == self._frames.maxlen:
+            self.dropped += 1
+        self._frames.append(frame)
+        self._ready.set()
+
+    async def run(self) -> None:
+        while True:
+            await self._ready.wait()
+            self._ready.clear()
+            while self._frames:
+                frame = self._frames.popleft()
+                self._publish(await self._chain.run(frame, self._disabled))
+
+
+class ProcessedTrack(MediaStreamTrack):
+    """A remote track through a chain of its own."""
+
+    def __init__(
+        self, source: MediaStreamTrack, chain: ProcessorChain, disabled: Callable[[Disabled], None]
+    ) -> None:
+        super().__init__()
+        self.kind = source.kind
+        self._source = source
+        self._chain = chain
+        self._disabled = disabled
+
+    async def recv(self) -> Frame:
+        frame = await self._source.recv()
+        assert isinstance(frame, Frame)
+        return await self._chain.run(frame, self._disabled)
