@@ -120,7 +120,8 @@ BAD_COMMANDS = [
         "frobnicate",
         b"",
         "unknown command 'frobnicate' (known: join, leave, set-mute, set-volume, "
-        "set-camera-control, start-audio-mix, set-audio-mix, stop-audio-mix, get-state)",
+        "set-camera-control, start-audio-mix, set-audio-mix, stop-audio-mix, set-processors, "
+        "get-state)",
     ),
     (
         "set-camera-control",

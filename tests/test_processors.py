@@ -16,7 +16,9 @@ import pytest
 
 from tests.helpers import eventually, received, recording_events, running, tone_ok, video_ok
 from tests.test_config import problems, write
+from vcalld.commands import parse_command
 from vcalld.config import VcalldConfig
+from vcalld.errors import InvalidCommandError
 from vcalld.media.frames import black_video
 from vcalld.media.layout import picture_plane
 from vcalld.media.pattern import bars_match
@@ -201,3 +203,61 @@ async def test_chains_run_in_a_call_and_a_processor_that_raises_is_taken_out(
         {"event": "processor-disabled", **disabled[0].model_dump()}
     ]
     assert tone_ok(still, 880)  # the voice changer goes on, and the call
+
+
+async def test_set_processors_changes_a_chain_live_and_names_a_bad_field(
+    room_server: RoomServer, daemon_config: Callable[..., VcalldConfig]
+) -> None:
+    async with (
+        running(daemon_config(room_server, "dev-a", video={"enabled": False})) as a,
+        running(daemon_config(room_server, "dev-b", video={"enabled": False})) as b,
+    ):
+        await eventually(lambda: tone_ok(received(b, "dev-a"), 440), 20)
+        higher = parse_command(
+            "set-processors",
+            {
+                "chain": "outgoing_audio",
+                "processors": [{"name": "voice-changer", "options": {"semitones": 12}}],
+            },
+        )
+        assert (await a.execute(higher)).ok
+        await eventually(lambda: tone_ok(received(b, "dev-a"), 880), 5)
+        lower = parse_command(
+            "set-processors",
+            {
+                "chain": "incoming_audio",
+                "processors": [{"name": "voice-changer", "options": {"semitones": -12}}],
+            },
+        )
+        assert (await b.execute(lower)).ok  # for the participant already there
+        await eventually(lambda: tone_ok(received(b, "dev-a"), 440), 5)
+        both = a.state.current.processors, b.state.current.processors
+        emptied = parse_command("set-processors", {"chain": "incoming_audio", "processors": []})
+        assert (await b.execute(emptied)).ok
+        await eventually(lambda: tone_ok(received(b, "dev-a"), 880), 5)
+    assert both[0]["outgoing_audio"] == ["voice-changer"] and both[0]["incoming_audio"] == []
+    assert both[1]["incoming_audio"] == ["voice-changer"]
+
+
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        ({"chain": "sideways", "processors": []}, "chain: Input should be 'outgoing_video'"),
+        (
+            {"chain": "outgoing_audio", "processors": [{"name": "beauty"}]},
+            "processors: [0].name: 'beauty' is a video processor, not audio",
+        ),
+        (
+            {"chain": "incoming_video", "processors": [{"name": "glitter"}]},
+            "processors: [0].name: no processor 'glitter' is installed",
+        ),
+        (
+            {"chain": "outgoing_video", "processors": [{"name": "beauty", "options": {"x": 1}}]},
+            "processors: [0]: options of 'beauty': x: Extra inputs are not permitted",
+        ),
+    ],
+)
+def test_malformed_set_processors_names_the_field(arguments: dict[str, Any], message: str) -> None:
+    with pytest.raises(InvalidCommandError) as raised:
+        parse_command("set-processors", arguments)
+    assert str(raised.value).startswith(message), raised.value

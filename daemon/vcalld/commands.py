@@ -4,9 +4,24 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    TypeAdapter,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
-from vcalld.config.models import ControlName, ControlSetting
+from vcalld.config.models import (
+    AudioProcessorEntry,
+    ControlName,
+    ControlSetting,
+    ProcessorEntry,
+    VideoProcessorEntry,
+)
 from vcalld.errors import InvalidCommandError, VcalldError
 from vcalld.state import DeviceState
 
@@ -99,6 +114,36 @@ class StopAudioMixCommand(_Command):
     command: Literal["stop-audio-mix"] = "stop-audio-mix"
 
 
+ChainName = Literal["outgoing_video", "outgoing_audio", "incoming_video", "incoming_audio"]
+
+
+class SetProcessorsCommand(_Command):
+    """Replace one chain of frame processors, from its next frame (incoming chains: for
+    every participant); [] empties it. Entries are as in `[processors]`."""
+
+    command: Literal["set-processors"] = "set-processors"
+    chain: ChainName
+    processors: list[ProcessorEntry] = Field(max_length=16)
+
+    @field_validator("processors", mode="before")
+    @classmethod
+    def _of_the_chains_kind(cls, entries: Any, info: ValidationInfo) -> Any:
+        chain = info.data.get("chain")
+        if chain is None or not isinstance(entries, list):
+            return entries
+        model = VideoProcessorEntry if chain.endswith("video") else AudioProcessorEntry
+        checked = []
+        for index, entry in enumerate(entries):
+            try:
+                checked.append(model.model_validate(entry))
+            except ValidationError as error:
+                detail = error.errors(include_url=False)[0]
+                where = ".".join(str(part) for part in detail["loc"])
+                message = str(detail["msg"]).removeprefix("Value error, ")
+                raise ValueError(f"[{index}]{'.' + where if where else ''}: {message}") from None
+        return checked
+
+
 class GetStateCommand(_Command):
     command: Literal["get-state"] = "get-state"
 
@@ -112,6 +157,7 @@ Command = Annotated[
     | StartAudioMixCommand
     | SetAudioMixCommand
     | StopAudioMixCommand
+    | SetProcessorsCommand
     | GetStateCommand,
     Field(discriminator="command"),
 ]
@@ -125,6 +171,7 @@ COMMAND_NAMES = (
     "start-audio-mix",
     "set-audio-mix",
     "stop-audio-mix",
+    "set-processors",
     "get-state",
 )
 

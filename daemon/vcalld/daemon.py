@@ -24,11 +24,13 @@ from vcalld.commands import (
     SetAudioMixCommand,
     SetCameraControlCommand,
     SetMuteCommand,
+    SetProcessorsCommand,
     SetVolumeCommand,
     StartAudioMixCommand,
     StopAudioMixCommand,
 )
 from vcalld.config import VcalldConfig
+from vcalld.config.models import ProcessorEntry
 from vcalld.errors import (
     CameraUnavailableCommandError,
     InvalidControlError,
@@ -43,7 +45,7 @@ from vcalld.media.audio_mix.controller import AudioMixer
 from vcalld.media.camera.device import CameraUnavailableError, ControlError, ControlValue
 from vcalld.media.fanout import split
 from vcalld.media.outgoing import OutgoingMedia
-from vcalld.media.processors.chain import Disabled, ProcessorChain
+from vcalld.media.processors.chain import ChainSpec, Disabled, ProcessorChain
 from vcalld.media.processors.stages import ProcessedTrack
 from vcalld.media.sinks.base import Renderer, ScreenRenderer, load_renderer
 from vcalld.media.sinks.speaker import Speaker
@@ -75,9 +77,14 @@ class Daemon:
             if config.speaker.enabled
             else None
         )
+        self._incoming_chains = {
+            "video": ChainSpec(config.processors.incoming_video),
+            "audio": ChainSpec(config.processors.incoming_audio),
+        }
         self.state = StateStore(
             DeviceState(
                 device_id=config.device.id,
+                processors=_chain_names(self._chains()),
                 video_source=config.video.source if config.video.enabled else None,
                 audio_source=config.audio.source if config.audio.enabled else None,
             )
@@ -216,6 +223,23 @@ class Daemon:
             self.audio_mixer.set(command)
         elif isinstance(command, StopAudioMixCommand):
             await self.audio_mixer.stop()
+        elif isinstance(command, SetProcessorsCommand):
+            self._set_processors(command.chain, command.processors)
+
+    def _chains(self) -> dict[str, ChainSpec]:
+        outgoing, incoming = self.outgoing.chains, self._incoming_chains
+        return {
+            **{f"outgoing_{kind}": spec for kind, spec in outgoing.items()},
+            **{f"incoming_{kind}": spec for kind, spec in incoming.items()},
+        }
+
+    def _set_processors(self, chain: str, entries: list[ProcessorEntry]) -> None:
+        """The chain's processors from its next frame on; those it had that were disabled
+        are forgotten with them."""
+        chains = self._chains()
+        chains[chain].replace(entries)
+        kept = [d for d in self.state.current.disabled_processors if d.chain != chain]
+        self.state.update(processors=_chain_names(chains), disabled_processors=kept)
 
     async def _start_audio_mix(self, command: StartAudioMixCommand) -> None:
         if self.outgoing.audio_source is None:
@@ -294,11 +318,11 @@ class Daemon:
             self.speaker.forget(participant_id)
 
     async def remote_track(self, participant_id: str, track: MediaStreamTrack) -> None:
-        entries = getattr(self.config.processors, f"incoming_{track.kind}")
-        if entries:
-            chain = f"incoming_{track.kind}"
-            report = functools.partial(self._processor_disabled, chain, participant=participant_id)
-            track = ProcessedTrack(track, ProcessorChain.of(entries), report)
+        chain = ProcessorChain(self._incoming_chains[track.kind])
+        report = functools.partial(
+            self._processor_disabled, f"incoming_{track.kind}", participant=participant_id
+        )
+        track = ProcessedTrack(track, chain, report)  # an empty chain is passed through
         if track.kind == "audio" and self.speaker is not None:
             await split(
                 track,
@@ -329,6 +353,10 @@ class Daemon:
         else:
             log.warning("%s", problem)
         self.state.update(**{field: problem})
+
+
+def _chain_names(chains: dict[str, ChainSpec]) -> dict[str, list[str]]:
+    return {name: [entry.name for entry in spec.entries] for name, spec in chains.items()}
 
 
 def _upload_summary(rates: dict[str, Any] | None) -> dict[str, Any] | None:

@@ -29,6 +29,7 @@ from vcalld.plugins import (
     PROCESSOR_GROUP,
     RENDERER_GROUP,
     SOURCE_GROUP,
+    UnknownPluginError,
     load_plugin,
     plugin_validator,
 )
@@ -332,7 +333,10 @@ class ProcessorEntry(Section):
 
     @model_validator(mode="after")
     def _checked_by_the_processor(self) -> ProcessorEntry:
-        model = options_model(load_plugin(PROCESSOR_GROUP, self.name))
+        try:
+            model = options_model(load_plugin(PROCESSOR_GROUP, self.name))
+        except UnknownPluginError as error:
+            raise ValueError(str(error)) from None
         if model is not None:
             try:
                 model.model_validate(self.options)

@@ -14,7 +14,7 @@ from vcalld.call.events import LocalMedia
 from vcalld.config import VcalldConfig
 from vcalld.media.fanout import Fanout
 from vcalld.media.frames import black_video
-from vcalld.media.processors.chain import Disabled, ProcessorChain
+from vcalld.media.processors.chain import ChainSpec, Disabled, ProcessorChain
 from vcalld.media.processors.stages import OutgoingStage
 from vcalld.media.sources.base import MediaSource, load_source
 
@@ -45,15 +45,22 @@ class OutgoingMedia:
         # Added to the outgoing audio after mute and processing, which are the microphone's.
         self.audio_mix: Callable[[AudioFrame], AudioFrame] | None = None
         disabled = processor_disabled or (lambda chain, record: None)
-        self._stages: dict[str, OutgoingStage] = {}
-        chains = (
-            ("video", config.processors.outgoing_video, self._video.publish, 1),
-            ("audio", config.processors.outgoing_audio, self._send_audio, AUDIO_SLOTS),
-        )
-        for kind, entries, send, depth in chains:
-            if entries:
-                report = functools.partial(disabled, f"outgoing_{kind}")
-                self._stages[kind] = OutgoingStage(ProcessorChain.of(entries), send, depth, report)
+        self.chains = {
+            "video": ChainSpec(config.processors.outgoing_video),
+            "audio": ChainSpec(config.processors.outgoing_audio),
+        }
+        self._stages = {
+            kind: OutgoingStage(
+                ProcessorChain(self.chains[kind]),
+                send,
+                depth,
+                functools.partial(disabled, f"outgoing_{kind}"),
+            )
+            for kind, send, depth in (
+                ("video", self._video.publish, 1),
+                ("audio", self._send_audio, AUDIO_SLOTS),
+            )
+        }
 
     def runners(
         self, report: Callable[[str, str | None], None]
@@ -82,20 +89,20 @@ class OutgoingMedia:
     def _publish_video(self, frame: Frame) -> None:
         if self.video_muted and isinstance(frame, VideoFrame):
             frame = _black_like(frame)
-        stage = self._stages.get("video")
-        if stage is None:
-            self._video.publish(frame)
-        else:
+        stage = self._stages["video"]
+        if stage.needed:
             stage.submit(frame)
+        else:
+            self._video.publish(frame)
 
     def _publish_audio(self, frame: Frame) -> None:
         if self.audio_muted and isinstance(frame, AudioFrame):
             frame = _silence_like(frame)
-        stage = self._stages.get("audio")
-        if stage is None:
-            self._send_audio(frame)
-        else:
+        stage = self._stages["audio"]
+        if stage.needed:
             stage.submit(frame)
+        else:
+            self._send_audio(frame)
 
     def _send_audio(self, frame: Frame) -> None:
         if self.audio_mix is not None and isinstance(frame, AudioFrame):

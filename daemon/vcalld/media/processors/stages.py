@@ -30,6 +30,12 @@ class OutgoingStage:
         self._disabled = disabled
         self.dropped = 0
 
+    @property
+    def needed(self) -> bool:
+        """Whether frames must go through: a chain to run, or frames still queued before
+        it emptied (which later ones must not overtake)."""
+        return not self._chain.empty or bool(self._frames)
+
     def submit(self, frame: Frame) -> None:
         if len(self._frames) == self._frames.maxlen:
             self.dropped += 1
