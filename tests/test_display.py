@@ -19,6 +19,7 @@ import pytest
 from av import AudioFrame, VideoFrame
 
 from tests.helpers import eventually, received, running, video_ok
+from tests.xserver import x_server
 from vcalld.commands import SetMuteCommand
 from vcalld.config import VcalldConfig
 from vcalld.media.display.compositor import PLACEHOLDER_GREY
@@ -257,23 +258,8 @@ async def test_a_call_on_the_screen_shows_the_peer_and_its_camera_going_off(
 
 @pytest.fixture
 def x_display() -> Iterator[str]:
-    """An X server (Xvfb) of WIDTH x HEIGHT on a display number nobody uses, reachable only
-    through its Unix socket."""
-    number = next(n for n in range(90, 200) if not Path(f"/tmp/.X11-unix/X{n}").exists())
-    server = subprocess.Popen(
-        ["Xvfb", f":{number}", "-screen", "0", f"{WIDTH}x{HEIGHT}x24", "-nolisten", "tcp"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        deadline = time.monotonic() + 10
-        while not Path(f"/tmp/.X11-unix/X{number}").exists():
-            assert server.poll() is None and time.monotonic() < deadline, "Xvfb did not start"
-            time.sleep(0.05)
-        yield f":{number}"
-    finally:
-        server.terminate()
-        server.wait(10)
+    with x_server(WIDTH, HEIGHT) as display:
+        yield display
 
 
 def grab_x_screen(display: str) -> np.ndarray:

@@ -114,6 +114,16 @@ class StopAudioMixCommand(_Command):
     command: Literal["stop-audio-mix"] = "stop-audio-mix"
 
 
+class StartScreenShareCommand(_Command):
+    """Send the screen (`[screen_share]`) instead of the camera, until stop-screen-share."""
+
+    command: Literal["start-screen-share"] = "start-screen-share"
+
+
+class StopScreenShareCommand(_Command):
+    command: Literal["stop-screen-share"] = "stop-screen-share"
+
+
 ChainName = Literal["outgoing_video", "outgoing_audio", "incoming_video", "incoming_audio"]
 
 
@@ -158,6 +168,8 @@ Command = Annotated[
     | SetAudioMixCommand
     | StopAudioMixCommand
     | SetProcessorsCommand
+    | StartScreenShareCommand
+    | StopScreenShareCommand
     | GetStateCommand,
     Field(discriminator="command"),
 ]
@@ -172,6 +184,8 @@ COMMAND_NAMES = (
     "set-audio-mix",
     "stop-audio-mix",
     "set-processors",
+    "start-screen-share",
+    "stop-screen-share",
     "get-state",
 )
 

@@ -27,7 +27,9 @@ from vcalld.commands import (
     SetProcessorsCommand,
     SetVolumeCommand,
     StartAudioMixCommand,
+    StartScreenShareCommand,
     StopAudioMixCommand,
+    StopScreenShareCommand,
 )
 from vcalld.config import VcalldConfig
 from vcalld.config.models import ProcessorEntry
@@ -37,6 +39,7 @@ from vcalld.errors import (
     NoCameraError,
     NoOutgoingAudioError,
     NoSpeakerError,
+    NoVideoError,
     ShuttingDownError,
     UnknownParticipantError,
     VcalldError,
@@ -50,6 +53,7 @@ from vcalld.media.processors.stages import ProcessedTrack
 from vcalld.media.sinks.base import Renderer, ScreenRenderer, load_renderer
 from vcalld.media.sinks.speaker import Speaker
 from vcalld.media.sources.base import AdjustableCamera, MediaSource
+from vcalld.media.sources.screen import ScreenSource
 from vcalld.media.voice.processor import process_microphone
 from vcalld.state import CallState, DeviceState, DisabledProcessor, Participant, StateStore
 
@@ -100,6 +104,7 @@ class Daemon:
         self._call_room: str | None = None
         self._stop = asyncio.Event()
         self._workers: list[asyncio.Task[None]] = []
+        self._screen_share: asyncio.Task[None] | None = None
 
     async def run(self, on_ready: Callable[[], None] | None = None) -> None:
         """Run until `stop()`; a failing source ends the run with its exception."""
@@ -121,6 +126,7 @@ class Daemon:
             await self._stop.wait()
             await self._end_call()
             await self.audio_mixer.stop()
+            await self._stop_screen_share()
             for worker in self._workers:
                 worker.cancel()
         self._tasks = None
@@ -198,7 +204,7 @@ class Daemon:
             return CommandResult.failure(error)
         return CommandResult(ok=True, state=self.state.current)
 
-    async def _dispatch(self, command: Command) -> None:
+    async def _dispatch(self, command: Command) -> None:  # noqa: PLR0912 - a flat table of commands
         if self._stop.is_set() and not isinstance(command, GetStateCommand):
             raise ShuttingDownError("the daemon is shutting down")
         if isinstance(command, JoinCommand):
@@ -225,6 +231,38 @@ class Daemon:
             await self.audio_mixer.stop()
         elif isinstance(command, SetProcessorsCommand):
             self._set_processors(command.chain, command.processors)
+        elif isinstance(command, StartScreenShareCommand):
+            self._start_screen_share()
+        elif isinstance(command, StopScreenShareCommand):
+            await self._stop_screen_share()
+
+    def _start_screen_share(self) -> None:
+        if self.outgoing.video_source is None:
+            raise NoVideoError("no video to share the screen in ([video] enabled = false)")
+        if self._tasks is None:
+            raise ShuttingDownError("the daemon is not running")
+        if self._screen_share is not None:
+            return
+        source = ScreenSource(self.config.screen_share)
+        runner = source.run(self.outgoing.publish_screen, self._screen_problem)
+        self._screen_share = self._tasks.create_task(runner, name="screen-share")
+        self.outgoing.sharing_screen = True
+        self.state.update(video_source="screen")
+
+    async def _stop_screen_share(self) -> None:
+        """Back to the camera, whose frames were taken all along (it needs no reopening)."""
+        share, self._screen_share = self._screen_share, None
+        if share is None:
+            return
+        self.outgoing.sharing_screen = False
+        share.cancel()
+        with suppress(asyncio.CancelledError):
+            await share
+        self.state.update(video_source=self.config.video.source, video_source_problem=None)
+
+    def _screen_problem(self, problem: str | None) -> None:
+        if self._screen_share is not None:
+            self._source_problem("video", problem)
 
     def _chains(self) -> dict[str, ChainSpec]:
         outgoing, incoming = self.outgoing.chains, self._incoming_chains

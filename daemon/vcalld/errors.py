@@ -31,6 +31,10 @@ class NoOutgoingAudioError(VcalldError):
     code = "no-audio"
 
 
+class NoVideoError(VcalldError):
+    code = "no-video"
+
+
 class NoCameraError(VcalldError):
     code = "no-camera"
 

@@ -69,7 +69,7 @@ class DeviceState(BaseModel):
     participants: list[Participant] = Field(default_factory=list)
     audio_muted: bool = False
     video_muted: bool = False
-    video_source: str | None = None
+    video_source: str | None = None  # "screen" while the screen is shared
     audio_source: str | None = None
     last_error: str | None = None
     # Why a source or the speaker cannot deliver ("microphone unavailable: …"); None when fine.

@@ -374,6 +374,20 @@ class ProcessorsConfig(Section):
     )
 
 
+class ScreenShareConfig(Section):
+    """What `start-screen-share` sends instead of the camera."""
+
+    display: str = Field(
+        default=":0",
+        pattern=r"^[A-Za-z0-9._-]*:[0-9]+(\.[0-9]+)?(\+[0-9]+,[0-9]+)?$",
+        description="The X11 display (`:0`; `:0.0+100,200` starts the grab at that point).",
+    )
+    width: int = Field(default=0, ge=0, le=7680, multiple_of=2, description="0: the screen's.")
+    height: int = Field(default=0, ge=0, le=4320, multiple_of=2, description="0: the screen's.")
+    fps: int = Field(default=10, ge=1, le=60)
+    mouse: bool = Field(default=True, description="Draw the mouse pointer.")
+
+
 class DisplayConfig(Section):
     renderer: RendererName = Field(
         default="stats",
@@ -516,6 +530,7 @@ class VcalldConfig(BaseSettings):
     voice: VoiceConfig = Field(default_factory=VoiceConfig)
     audio_mix: AudioMixConfig = Field(default_factory=AudioMixConfig)
     processors: ProcessorsConfig = Field(default_factory=ProcessorsConfig)
+    screen_share: ScreenShareConfig = Field(default_factory=ScreenShareConfig)
     mqtt: MqttConfig = Field(default_factory=MqttConfig)
     logging: LoggingConfig = Field(default_factory=LoggingConfig)
     room_server: RoomServerConfig = Field(default_factory=RoomServerConfig)

@@ -17,6 +17,7 @@ from vcalld.media.frames import black_video
 from vcalld.media.processors.chain import ChainSpec, Disabled, ProcessorChain
 from vcalld.media.processors.stages import OutgoingStage
 from vcalld.media.sources.base import MediaSource, load_source
+from vcalld.media.timeline import VideoTimeline
 
 AUDIO_SLOTS = 5  # 100 ms of 20 ms frames
 
@@ -42,6 +43,8 @@ class OutgoingMedia:
         self._audio = Fanout("audio", depth=AUDIO_SLOTS)
         self.audio_muted = False
         self.video_muted = False
+        self.sharing_screen = False  # the screen's frames go out; the camera's are dropped
+        self._timeline = VideoTimeline()
         # Added to the outgoing audio after mute and processing, which are the microphone's.
         self.audio_mix: Callable[[AudioFrame], AudioFrame] | None = None
         disabled = processor_disabled or (lambda chain, record: None)
@@ -86,7 +89,16 @@ class OutgoingMedia:
             video=self._video.subscribe if self.video_source is not None else None,
         )
 
+    def publish_screen(self, frame: Frame) -> None:
+        """A frame of the shared screen, sent in place of the camera's."""
+        if self.sharing_screen:
+            self._send_video(self._timeline.stamp("screen", frame))
+
     def _publish_video(self, frame: Frame) -> None:
+        if not self.sharing_screen:
+            self._send_video(self._timeline.stamp("camera", frame))
+
+    def _send_video(self, frame: Frame) -> None:
         if self.video_muted and isinstance(frame, VideoFrame):
             frame = _black_like(frame)
         stage = self._stages["video"]

@@ -1,0 +1,40 @@
+"""One timeline for the outgoing video across a change of source (camera to screen and
+back): each source keeps its own clock, shifted so that its first frame follows the last one
+sent by the time that passed, so RTP timestamps never jump back or leap ahead."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from fractions import Fraction
+
+from av.frame import Frame
+
+VIDEO_CLOCK = 90000  # RTP's for video
+
+
+class VideoTimeline:
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
+        self._source: str | None = None
+        self._offset = 0
+        self._last: tuple[int, float] | None = None  # (pts sent, when)
+
+    def stamp(self, source: str, frame: Frame) -> Frame:
+        """`frame` from `source`, its pts on the shared timeline (in 1/90000 s)."""
+        now = self._clock()
+        own = _ticks(frame)
+        if source != self._source:
+            self._source = source
+            if self._last is not None:
+                last_pts, sent_at = self._last
+                self._offset = last_pts + max(1, round((now - sent_at) * VIDEO_CLOCK)) - own
+        frame.pts, frame.time_base = own + self._offset, Fraction(1, VIDEO_CLOCK)
+        self._last = (frame.pts, now)
+        return frame
+
+
+def _ticks(frame: Frame) -> int:
+    if frame.pts is None or frame.time_base is None:
+        return 0
+    return round(frame.pts * frame.time_base * VIDEO_CLOCK)
