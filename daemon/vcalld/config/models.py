@@ -231,6 +231,14 @@ class VideoConfig(Section):
             "when empty."
         ),
     )
+    uri: str = Field(
+        default="",
+        max_length=4096,
+        description=(
+            "What the `file` source plays, looped: a video file's path, or an rtsp://, "
+            "http:// or https:// stream."
+        ),
+    )
     camera_format: Literal["auto", "mjpeg", "yuyv", "nv12", "h264"] = Field(
         default="auto",
         description="Camera format; auto picks the one that reaches the size and rate best.",
@@ -243,6 +251,12 @@ class VideoConfig(Section):
             'power_line_frequency ("50 Hz"), ...'
         ),
     )
+
+    @model_validator(mode="after")
+    def _file_source_has_uri(self) -> VideoConfig:
+        if self.source == "file" and not self.uri:
+            raise ValueError("the file source needs `uri`: a video file's path or a stream URL")
+        return self
 
 
 class AudioConfig(Section):

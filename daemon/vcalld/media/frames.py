@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import threading
+import time
+from collections.abc import Callable
+
 import numpy as np
 from av import AudioFrame, VideoFrame
 from av.frame import Frame
@@ -25,3 +29,19 @@ def timed_like(made: Frame, original: Frame) -> Frame:
     if original.time_base is not None:
         made.time_base = original.time_base
     return made
+
+
+def black_while_away(
+    stopping: threading.Event,
+    seconds: float,
+    fps: int,
+    size: tuple[int, int],
+    deliver: Callable[[VideoFrame], None],
+) -> None:
+    """Black frames at `fps` for `seconds` (or until `stopping`): what a video source sends
+    while its device or display is away, so the far end sees it off rather than frozen."""
+    deadline = time.monotonic() + seconds
+    while not stopping.wait(min(1 / fps, max(0.0, deadline - time.monotonic()))):
+        deliver(black_video(*size))
+        if time.monotonic() >= deadline:
+            return

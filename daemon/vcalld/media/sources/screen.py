@@ -19,17 +19,14 @@ import av
 from av import VideoFrame
 
 from vcalld.config.models import ScreenShareConfig
-from vcalld.media.device_thread import DeviceThread
-from vcalld.media.frames import black_video
+from vcalld.media.frames import black_while_away
 from vcalld.media.handoff import LoopHandoff
 from vcalld.media.sources.base import Publish, ReportProblem
+from vcalld.media.sources.ffmpeg_input import FFmpegInput
 
 
-class ScreenGrab(DeviceThread[Any]):
+class ScreenGrab(FFmpegInput):
     role = "screen"
-    fine_when_open = False  # fine once a picture arrives
-    unavailable_errors = (av.FFmpegError, OSError)
-    lost_errors = (av.FFmpegError, OSError)
 
     def __init__(
         self,
@@ -37,9 +34,8 @@ class ScreenGrab(DeviceThread[Any]):
         deliver: Callable[[VideoFrame], None],
         report: ReportProblem,
     ) -> None:
-        super().__init__("screen-grab", report)
+        super().__init__("screen-grab", deliver, report)
         self._config = config
-        self._deliver = deliver
         self._size = (640, 480)  # of the black sent while the display is away, until grabbed
 
     def _open(self) -> Any:
@@ -58,22 +54,15 @@ class ScreenGrab(DeviceThread[Any]):
                 height=config.height or picture.height // 2 * 2,
                 format="yuv420p",
             )
-            self._deliver(_stamped(frame))
+            self._send(frame)
             self._size = (frame.width, frame.height)
 
-    def _close(self, handle: Any) -> None:
-        handle.close()
-
     def _idle(self, seconds: float) -> None:
-        """Black at the share's rate while the display is away, as a missing camera sends:
-        the far end sees the share is off, not a frozen picture."""
-        config = self._config
-        size = (config.width or self._size[0], config.height or self._size[1])
-        deadline = time.monotonic() + seconds
-        while not self._stopping.wait(min(1 / config.fps, max(0.0, deadline - time.monotonic()))):
-            self._deliver(_stamped(black_video(*size)))
-            if time.monotonic() >= deadline:
-                return
+        size = (self._config.width or self._size[0], self._config.height or self._size[1])
+        black_while_away(self._stopping, seconds, self._config.fps, size, self._send)
+
+    def _send(self, frame: VideoFrame) -> None:
+        self._deliver(_stamped(frame))
 
 
 def _stamped(frame: VideoFrame) -> VideoFrame:
