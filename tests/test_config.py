@@ -109,10 +109,10 @@ def test_plugins_must_be_installed_and_of_the_right_kind(tmp_path: Path) -> None
     )
     assert problems(path) == [
         f"{path}:2: video.source: no source 'webcam' is installed "
-        '(installed: alsa, camera, file, test-pattern, tone), got "webcam"',
+        '(installed: alsa, camera, file, screen, test-pattern, tone), got "webcam"',
         f"{path}:4: audio.source: 'test-pattern' is a video source, not audio, "
         'got "test-pattern"',
-        f"{path}:6: display.renderer: no renderer 'hdmi' is installed (installed: display, stats), "
+        f"{path}:6: display.renderer: no renderer 'hdmi' is installed (installed: display, recorder, stats), "
         'got "hdmi"',
     ]
 

@@ -5,10 +5,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from fractions import Fraction
+from pathlib import Path
 
 from av import VideoFrame
 
 from tests.helpers import eventually, received, running, video_ok
+from tests.test_config import problems, write
 from tests.xserver import showing_pattern, x_server
 from vcalld.commands import StartScreenShareCommand, StopScreenShareCommand
 from vcalld.config import VcalldConfig
@@ -87,3 +89,21 @@ def test_one_timeline_carries_the_video_across_a_change_of_source() -> None:
         now[0] += 0.1
     sent.append(timeline.stamp("camera", frame(99 * 3000, Fraction(1, 90000))).pts)
     assert sent == [0, 3000, 6000, 9000, 18000, 27000, 36000]
+
+
+async def test_the_screen_as_the_configured_video_source(
+    room_server: RoomServer, daemon_config: Callable[..., VcalldConfig]
+) -> None:
+    with x_server(*SCREEN) as display, showing_pattern(display, *SCREEN):
+        video = {"source": "screen", "uri": display, "width": 640, "height": 480, "fps": 15}
+        async with (
+            running(daemon_config(room_server, "dev-a", video=video)),
+            running(daemon_config(room_server, "dev-b")) as b,
+        ):
+            await eventually(lambda: video_ok(received(b, "dev-a"), SCREEN, min_fps=10), 20)
+
+
+def test_the_screen_sources_uri_is_a_display(tmp_path: Path) -> None:
+    path = write(tmp_path, '[video]\nsource = "screen"\nuri = "/etc/passwd"\n')
+    (found,) = problems(path)
+    assert found.startswith(f"{path}:1: video: the screen source's `uri` is an X display"), found

@@ -51,6 +51,7 @@ from vcalld.media.outgoing import OutgoingMedia
 from vcalld.media.processors.chain import ChainSpec, Disabled, ProcessorChain
 from vcalld.media.processors.stages import ProcessedTrack
 from vcalld.media.sinks.base import Renderer, ScreenRenderer, load_renderer
+from vcalld.media.sinks.recorder import Recorder
 from vcalld.media.sinks.speaker import Speaker
 from vcalld.media.sources.base import AdjustableCamera, MediaSource
 from vcalld.media.sources.screen import ScreenSource
@@ -93,6 +94,7 @@ class Daemon:
                 audio_source=config.audio.source if config.audio.enabled else None,
             )
         )
+        self.recorder = Recorder(config, self._name_of) if config.recorder.enabled else None
         self.audio_mixer = AudioMixer(config.audio_mix, self.speaker, self.state)
         self.outgoing.audio_mix = self.audio_mixer.mix_into
         self._backend = make_backend(
@@ -157,11 +159,15 @@ class Daemon:
         return None
 
     def media(self) -> dict[str, Any]:
-        """Per remote participant: what the renderer shows and what the speaker plays."""
+        """Per remote participant: what the renderer shows, the speaker plays and the
+        recorder writes."""
         media = self.renderer.snapshot()
         if self.speaker is not None:
             for participant_id, playing in self.speaker.snapshot().items():
                 media.setdefault(participant_id, {})["speaker"] = playing
+        if self.recorder is not None:
+            for participant_id, recorded in self.recorder.snapshot().items():
+                media.setdefault(participant_id, {}).update(recorded)
         return media
 
     async def call_stats(self) -> dict[str, Any]:
@@ -346,6 +352,10 @@ class Daemon:
             changes["last_error"] = error
         self.state.update(**changes)
 
+    def _name_of(self, participant_id: str) -> str:
+        names = {p.id: p.name for p in self.state.current.participants}
+        return names.get(participant_id, participant_id)
+
     def participant_changed(self, participant: Participant) -> None:
         self.state.set_participant(participant)
 
@@ -361,14 +371,15 @@ class Daemon:
             self._processor_disabled, f"incoming_{track.kind}", participant=participant_id
         )
         track = ProcessedTrack(track, chain, report)  # an empty chain is passed through
+        consumers = [functools.partial(self.renderer.render, participant_id)]
         if track.kind == "audio" and self.speaker is not None:
-            await split(
-                track,
-                functools.partial(self.renderer.render, participant_id),
-                functools.partial(self.speaker.play, participant_id),
-            )
+            consumers.append(functools.partial(self.speaker.play, participant_id))
+        if self.recorder is not None:
+            consumers.append(functools.partial(self.recorder.render, participant_id))
+        if len(consumers) == 1:
+            await consumers[0](track)
         else:
-            await self.renderer.render(participant_id, track)
+            await split(track, *consumers)
 
     def _processor_disabled(
         self, chain: str, record: Disabled, participant: str | None = None

@@ -35,6 +35,7 @@ from vcalld.plugins import (
 )
 
 CONTROL_NAME = re.compile(r"[a-z0-9_]{1,64}")
+X_DISPLAY = r"^[A-Za-z0-9._-]*:[0-9]+(\.[0-9]+)?(\+[0-9]+,[0-9]+)?$"  # host:display.screen+x,y
 
 
 def _control_name(name: str) -> str:
@@ -236,7 +237,7 @@ class VideoConfig(Section):
         max_length=4096,
         description=(
             "What the `file` source plays, looped: a video file's path, or an rtsp://, "
-            "http:// or https:// stream."
+            "http:// or https:// stream; for the `screen` source, the X display (:0)."
         ),
     )
     camera_format: Literal["auto", "mjpeg", "yuyv", "nv12", "h264"] = Field(
@@ -253,9 +254,11 @@ class VideoConfig(Section):
     )
 
     @model_validator(mode="after")
-    def _file_source_has_uri(self) -> VideoConfig:
+    def _uri_fits_the_source(self) -> VideoConfig:
         if self.source == "file" and not self.uri:
             raise ValueError("the file source needs `uri`: a video file's path or a stream URL")
+        if self.source == "screen" and self.uri and not re.fullmatch(X_DISPLAY, self.uri):
+            raise ValueError(f"the screen source's `uri` is an X display (:0), not {self.uri!r}")
         return self
 
 
@@ -393,13 +396,23 @@ class ScreenShareConfig(Section):
 
     display: str = Field(
         default=":0",
-        pattern=r"^[A-Za-z0-9._-]*:[0-9]+(\.[0-9]+)?(\+[0-9]+,[0-9]+)?$",
+        pattern=X_DISPLAY,
         description="The X11 display (`:0`; `:0.0+100,200` starts the grab at that point).",
     )
     width: int = Field(default=0, ge=0, le=7680, multiple_of=2, description="0: the screen's.")
     height: int = Field(default=0, ge=0, le=4320, multiple_of=2, description="0: the screen's.")
     fps: int = Field(default=10, ge=1, le=60)
     mouse: bool = Field(default=True, description="Draw the mouse pointer.")
+
+
+class RecorderConfig(Section):
+    """Record each remote participant (H.264 and Opus in Matroska, a file each)."""
+
+    enabled: bool = Field(default=False)
+    directory: Path = Field(
+        default=Path("/var/lib/vcalld/recordings"),
+        description="Files are named <date>-<time>-<participant's name>-<id>.mkv.",
+    )
 
 
 class DisplayConfig(Section):
@@ -545,6 +558,7 @@ class VcalldConfig(BaseSettings):
     audio_mix: AudioMixConfig = Field(default_factory=AudioMixConfig)
     processors: ProcessorsConfig = Field(default_factory=ProcessorsConfig)
     screen_share: ScreenShareConfig = Field(default_factory=ScreenShareConfig)
+    recorder: RecorderConfig = Field(default_factory=RecorderConfig)
     mqtt: MqttConfig = Field(default_factory=MqttConfig)
     logging: LoggingConfig = Field(default_factory=LoggingConfig)
     room_server: RoomServerConfig = Field(default_factory=RoomServerConfig)

@@ -18,7 +18,7 @@ from typing import Any
 import av
 from av import VideoFrame
 
-from vcalld.config.models import ScreenShareConfig
+from vcalld.config.models import AudioConfig, ScreenShareConfig, VideoConfig
 from vcalld.media.frames import black_while_away
 from vcalld.media.handoff import LoopHandoff
 from vcalld.media.sources.base import Publish, ReportProblem
@@ -72,9 +72,21 @@ def _stamped(frame: VideoFrame) -> VideoFrame:
 
 
 class ScreenSource:
+    """The screen as a video source: for `start-screen-share` (`[screen_share]`), or as the
+    configured source itself (`video.source = "screen"`, `video.uri` the display)."""
+
     kind = "video"
 
-    def __init__(self, config: ScreenShareConfig) -> None:
+    def __init__(self, config: ScreenShareConfig | VideoConfig | AudioConfig) -> None:
+        if isinstance(config, AudioConfig):
+            raise TypeError("screen is a video source")
+        if isinstance(config, VideoConfig):
+            config = ScreenShareConfig(
+                display=config.uri or ":0",
+                width=config.width,
+                height=config.height,
+                fps=config.fps,
+            )
         self._config = config
 
     async def run(self, publish: Publish, report: ReportProblem) -> None:

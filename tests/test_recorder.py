@@ -1,0 +1,85 @@
+"""The recorder: each remote participant to a Matroska file that plays back with the
+pattern, the tone and the length of the call."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+
+from tests.helpers import eventually, received, running, video_ok
+from vcalld.commands import LeaveCommand
+from vcalld.config import VcalldConfig
+from vcalld.media.layout import picture_plane
+from vcalld.media.pattern import bars_match
+from vcalld.media.sinks.stats import dominant_frequency
+from vcalld.room.server import RoomServer
+
+
+def left(frame: av.AudioFrame) -> np.ndarray:
+    samples = frame.to_ndarray()
+    return samples[0] if frame.format.is_planar else samples.reshape(-1, 2)[:, 0]
+
+
+async def test_each_participant_is_recorded_to_a_file_that_plays_back(
+    room_server: RoomServer, daemon_config: Callable[..., VcalldConfig], tmp_path: Path
+) -> None:
+    folder = tmp_path / "recordings"
+    recording = daemon_config(
+        room_server, "dev-b", recorder={"enabled": True, "directory": str(folder)}
+    )
+    async with running(daemon_config(room_server, "dev-a")) as a, running(recording) as b:
+        await eventually(lambda: video_ok(received(b, "dev-a")), 20)
+        first_frame_at = received(b, "dev-a")["video"]["first_frame_at"]
+        await asyncio.sleep(3)
+        live = b.media()
+        assert (await a.execute(LeaveCommand())).ok
+        left_at = time.monotonic()
+        recorder = b.recorder
+        assert recorder is not None
+        await eventually(recorder.finished, 10)
+        (stats,) = recorder.finished()
+    called_for = left_at - first_frame_at
+    assert stats.error is None and stats.path.parent == folder and "dev-a" in stats.path.name
+    assert any("recording" in entry for entry in live.values()), live
+    with av.open(str(stats.path)) as container:
+        assert container.duration is not None
+        duration = container.duration / av.time_base
+        video, audio = container.streams.video[0], container.streams.audio[0]
+        assert (video.codec_context.name, video.width, video.height) == ("h264", 640, 480)
+        assert audio.codec_context.name == "opus"
+        pictures = list(container.decode(video=0))
+    with av.open(str(stats.path)) as container:
+        sound = np.concatenate([left(frame) for frame in container.decode(audio=0)])
+    assert duration == pytest.approx(called_for, abs=0.6), (duration, called_for)
+    assert len(pictures) >= 25 * called_for * 0.8, len(pictures)
+    last = pictures[-1]
+    assert bars_match(*(picture_plane(last, index) for index in range(3)))
+    middle = sound[len(sound) // 2 : len(sound) // 2 + 24000].astype(np.float64)
+    assert dominant_frequency(middle / np.abs(middle).max(), 48000) == pytest.approx(440, abs=3)
+
+
+async def test_a_recording_that_cannot_be_written_ends_alone_and_the_call_goes_on(
+    room_server: RoomServer, daemon_config: Callable[..., VcalldConfig], tmp_path: Path
+) -> None:
+    blocked = tmp_path / "not-a-directory"
+    blocked.write_text("")
+    recording = daemon_config(
+        room_server, "dev-b", recorder={"enabled": True, "directory": str(blocked)}
+    )
+    async with running(daemon_config(room_server, "dev-a")), running(recording) as b:
+        await eventually(lambda: video_ok(received(b, "dev-a")), 20)
+        recorder = b.recorder
+        assert recorder is not None
+        await eventually(
+            lambda: any(e["recording"]["error"] for e in recorder.snapshot().values()), 5
+        )
+        frames = received(b, "dev-a")["video"]["frames"]
+        await eventually(lambda: received(b, "dev-a")["video"]["frames"] > frames + 30, 5)
+        (entry,) = recorder.snapshot().values()
+    assert entry["recording"]["error"].startswith(("FileExistsError", "NotADirectoryError"))
