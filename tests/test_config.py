@@ -112,8 +112,8 @@ def test_plugins_must_be_installed_and_of_the_right_kind(tmp_path: Path) -> None
         '(installed: alsa, camera, file, screen, test-pattern, tone), got "webcam"',
         f"{path}:4: audio.source: 'test-pattern' is a video source, not audio, "
         'got "test-pattern"',
-        f"{path}:6: display.renderer: no renderer 'hdmi' is installed (installed: display, recorder, stats), "
-        'got "hdmi"',
+        f"{path}:6: display.renderer: no renderer 'hdmi' is installed "
+        '(installed: display, recorder, stats), got "hdmi"',
     ]
 
 

@@ -121,7 +121,7 @@ BAD_COMMANDS = [
         b"",
         "unknown command 'frobnicate' (known: join, leave, set-mute, set-volume, "
         "set-camera-control, start-audio-mix, set-audio-mix, stop-audio-mix, set-processors, "
-        "start-screen-share, stop-screen-share, get-state)",
+        "start-screen-share, stop-screen-share, start-recording, stop-recording, get-state)",
     ),
     (
         "set-camera-control",

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from tests.helpers import eventually, received, running, video_ok
-from vcalld.commands import LeaveCommand
+from vcalld.commands import LeaveCommand, StartRecordingCommand, StopRecordingCommand
 from vcalld.config import VcalldConfig
 from vcalld.media.layout import picture_plane
 from vcalld.media.pattern import bars_match
@@ -83,3 +83,34 @@ async def test_a_recording_that_cannot_be_written_ends_alone_and_the_call_goes_o
         await eventually(lambda: received(b, "dev-a")["video"]["frames"] > frames + 30, 5)
         (entry,) = recorder.snapshot().values()
     assert entry["recording"]["error"].startswith(("FileExistsError", "NotADirectoryError"))
+
+
+async def test_recording_starts_and_stops_by_command_and_only_where_allowed(
+    room_server: RoomServer, daemon_config: Callable[..., VcalldConfig], tmp_path: Path
+) -> None:
+    folder = tmp_path / "recordings"
+    allowed = {"enabled": True, "record_at_start": False, "directory": str(folder)}
+    recording = daemon_config(room_server, "dev-b", recorder=allowed)
+    async with (
+        running(daemon_config(room_server, "dev-a")) as a,
+        running(recording) as b,
+    ):
+        await eventually(lambda: video_ok(received(b, "dev-a")), 20)
+        recorder = b.recorder
+        assert recorder is not None
+        idle = (b.state.current.recording, recorder.snapshot(), list(folder.glob("*")))
+        assert (await b.execute(StartRecordingCommand())).ok
+        await eventually(recorder.snapshot, 5)
+        await asyncio.sleep(2)
+        started = b.state.current.recording
+        assert (await b.execute(StopRecordingCommand())).ok
+        (stats,) = recorder.finished()
+        stopped = (b.state.current.recording, recorder.snapshot())
+        refused = await a.execute(StartRecordingCommand())  # a's config allows none
+    assert idle == (False, {}, [])
+    assert started is True and stopped == (False, {})
+    assert stats.error is None and stats.video_frames >= 40, stats
+    with av.open(str(stats.path)) as container:
+        assert container.duration is not None
+        assert container.duration / av.time_base == pytest.approx(2.0, abs=0.6)
+    assert refused.error is not None and refused.error.code == "no-recorder", refused

@@ -124,6 +124,18 @@ class StopScreenShareCommand(_Command):
     command: Literal["stop-screen-share"] = "stop-screen-share"
 
 
+class StartRecordingCommand(_Command):
+    """Record every remote participant from now on (`[recorder]` must allow it)."""
+
+    command: Literal["start-recording"] = "start-recording"
+
+
+class StopRecordingCommand(_Command):
+    """Close every recording (the files stay, playable)."""
+
+    command: Literal["stop-recording"] = "stop-recording"
+
+
 ChainName = Literal["outgoing_video", "outgoing_audio", "incoming_video", "incoming_audio"]
 
 
@@ -170,6 +182,8 @@ Command = Annotated[
     | SetProcessorsCommand
     | StartScreenShareCommand
     | StopScreenShareCommand
+    | StartRecordingCommand
+    | StopRecordingCommand
     | GetStateCommand,
     Field(discriminator="command"),
 ]
@@ -186,6 +200,8 @@ COMMAND_NAMES = (
     "set-processors",
     "start-screen-share",
     "stop-screen-share",
+    "start-recording",
+    "stop-recording",
     "get-state",
 )
 

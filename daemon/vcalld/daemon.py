@@ -27,8 +27,10 @@ from vcalld.commands import (
     SetProcessorsCommand,
     SetVolumeCommand,
     StartAudioMixCommand,
+    StartRecordingCommand,
     StartScreenShareCommand,
     StopAudioMixCommand,
+    StopRecordingCommand,
     StopScreenShareCommand,
 )
 from vcalld.config import VcalldConfig
@@ -38,6 +40,7 @@ from vcalld.errors import (
     InvalidControlError,
     NoCameraError,
     NoOutgoingAudioError,
+    NoRecorderError,
     NoSpeakerError,
     NoVideoError,
     ShuttingDownError,
@@ -82,6 +85,7 @@ class Daemon:
             if config.speaker.enabled
             else None
         )
+        self.recorder = Recorder(config, self._name_of) if config.recorder.enabled else None
         self._incoming_chains = {
             "video": ChainSpec(config.processors.incoming_video),
             "audio": ChainSpec(config.processors.incoming_audio),
@@ -90,11 +94,11 @@ class Daemon:
             DeviceState(
                 device_id=config.device.id,
                 processors=_chain_names(self._chains()),
+                recording=self.recorder is not None and self.recorder.recording,
                 video_source=config.video.source if config.video.enabled else None,
                 audio_source=config.audio.source if config.audio.enabled else None,
             )
         )
-        self.recorder = Recorder(config, self._name_of) if config.recorder.enabled else None
         self.audio_mixer = AudioMixer(config.audio_mix, self.speaker, self.state)
         self.outgoing.audio_mix = self.audio_mixer.mix_into
         self._backend = make_backend(
@@ -129,6 +133,8 @@ class Daemon:
             await self._end_call()
             await self.audio_mixer.stop()
             await self._stop_screen_share()
+            if self.recorder is not None:
+                await self.recorder.stop()
             for worker in self._workers:
                 worker.cancel()
         self._tasks = None
@@ -241,6 +247,17 @@ class Daemon:
             self._start_screen_share()
         elif isinstance(command, StopScreenShareCommand):
             await self._stop_screen_share()
+        elif isinstance(command, StartRecordingCommand | StopRecordingCommand):
+            await self._record(isinstance(command, StartRecordingCommand))
+
+    async def _record(self, on: bool) -> None:
+        if self.recorder is None:
+            raise NoRecorderError("recording is not allowed here ([recorder] enabled = false)")
+        if on:
+            self.recorder.start()
+        else:
+            await self.recorder.stop()
+        self.state.update(recording=self.recorder.recording)
 
     def _start_screen_share(self) -> None:
         if self.outgoing.video_source is None:

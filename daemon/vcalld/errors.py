@@ -35,6 +35,10 @@ class NoVideoError(VcalldError):
     code = "no-video"
 
 
+class NoRecorderError(VcalldError):
+    code = "no-recorder"
+
+
 class NoCameraError(VcalldError):
     code = "no-camera"
 

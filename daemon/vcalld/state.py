@@ -81,6 +81,7 @@ class DeviceState(BaseModel):
     # "lost: ..."); None without MQTT. Seen locally and in the journal while the fleet cannot.
     mqtt: str | None = None
     audio_mix: AudioMix | None = None
+    recording: bool = False  # remote participants are being recorded ([recorder])
     # The frame processors of each chain, by name, in order ([processors], set-processors).
     processors: dict[str, list[str]] = Field(default_factory=dict)
     disabled_processors: list[DisabledProcessor] = Field(default_factory=list)

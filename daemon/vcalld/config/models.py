@@ -408,7 +408,10 @@ class ScreenShareConfig(Section):
 class RecorderConfig(Section):
     """Record each remote participant (H.264 and Opus in Matroska, a file each)."""
 
-    enabled: bool = Field(default=False)
+    enabled: bool = Field(
+        default=False, description="Allow recording (and the start/stop-recording commands)."
+    )
+    record_at_start: bool = Field(default=True, description="Record as soon as the daemon runs.")
     directory: Path = Field(
         default=Path("/var/lib/vcalld/recordings"),
         description="Files are named <date>-<time>-<participant's name>-<id>.mkv.",

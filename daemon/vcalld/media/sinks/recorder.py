@@ -62,7 +62,6 @@ class _Recording:
     frames: queue.Queue[tuple[str, Frame, float]] = field(
         default_factory=lambda: queue.Queue(QUEUED_FRAMES)
     )
-    tracks: int = 0
     done: threading.Event = field(default_factory=threading.Event)  # no more frames come
     writer: asyncio.Task[None] | None = None
 
@@ -74,58 +73,66 @@ class _Recording:
 
 
 class Recorder:
-    """A `Renderer`: `render` records a participant's track until it ends."""
+    """A `Renderer`: `render` records a participant's track until it ends, while recording
+    is on (`[recorder] record_at_start`, then the start- and stop-recording commands)."""
 
     def __init__(self, config: VcalldConfig, names: Callable[[str], str] | None = None) -> None:
         self._directory = config.recorder.directory
         self._names = names or (lambda participant_id: participant_id)
+        self.recording = config.recorder.record_at_start
         self._recordings: dict[str, _Recording] = {}
+        self._tracks: dict[str, int] = {}
         self._finished: list[RecordingStats] = []
 
     async def render(self, participant_id: str, track: MediaStreamTrack) -> None:
-        recording = self._recordings.get(participant_id)
-        if recording is None:
-            recording = self._recordings[participant_id] = self._start(participant_id)
-        recording.tracks += 1
+        self._tracks[participant_id] = self._tracks.get(participant_id, 0) + 1
         try:
             while True:
                 frame = await track.recv()
-                if isinstance(frame, Frame):
-                    recording.offer(track.kind, frame)
+                if self.recording and isinstance(frame, Frame):
+                    self._recording_of(participant_id).offer(track.kind, frame)
         except MediaStreamError:
             pass
         finally:
-            recording.tracks -= 1
-            if not recording.tracks:
-                await self._finish(participant_id, recording)
+            self._tracks[participant_id] -= 1
+            if not self._tracks[participant_id]:
+                del self._tracks[participant_id]
+                await _closed(self._end(participant_id))
 
-    def _start(self, participant_id: str) -> _Recording:
+    async def stop(self) -> None:
+        """Stop recording: every file is closed, playable; new ones start with `start`."""
+        self.recording = False
+        await _closed(*(self._end(participant_id) for participant_id in list(self._recordings)))
+
+    def start(self) -> None:
+        self.recording = True
+
+    def _recording_of(self, participant_id: str) -> _Recording:
+        recording = self._recordings.get(participant_id)
+        if recording is None:
+            recording = self._recordings[participant_id] = self._begin(participant_id)
+        return recording
+
+    def _begin(self, participant_id: str) -> _Recording:
         stamp = time.strftime("%Y%m%d-%H%M%S")
         name = re.sub(r"[^A-Za-z0-9_.-]+", "_", self._names(participant_id))[:64]
         path = self._directory / f"{stamp}-{name}-{participant_id[:12]}.mkv"
         recording = _Recording(RecordingStats(path))
         writer = _Writer(recording)
-        # Owned by the participant's track consumers: the last one to end awaits it.
+        # Owned here: whoever ends the recording (its tracks' end, or stop) awaits it.
         recording.writer = asyncio.get_running_loop().create_task(
             run_in_own_thread("recorder", writer.write, recording.done), name=f"record-{name}"
         )
+        recording.writer.add_done_callback(lambda _: self._finished.append(recording.stats))
         log.info("recording %s to %s", name, path)
         return recording
 
-    async def _finish(self, participant_id: str, recording: _Recording) -> None:
-        """Close the file even when the participant's tasks are being cancelled."""
+    def _end(self, participant_id: str) -> asyncio.Task[None] | None:
+        recording = self._recordings.pop(participant_id, None)
+        if recording is None:
+            return None
         recording.done.set()
-        if self._recordings.get(participant_id) is recording:
-            del self._recordings[participant_id]
-        try:
-            if recording.writer is not None:
-                await asyncio.shield(recording.writer)
-        except asyncio.CancelledError:  # the participant left: their tasks are cancelled
-            if recording.writer is not None:
-                await asyncio.wait({recording.writer}, timeout=CLOSE_SECONDS)  # the file closes
-            raise
-        finally:
-            self._finished.append(recording.stats)
+        return recording.writer
 
     def forget(self, participant_id: str) -> None:
         """Nothing to drop: the file was closed when the participant's tracks ended."""
@@ -139,6 +146,19 @@ class Recorder:
 
     def finished(self) -> list[RecordingStats]:
         return list(self._finished)
+
+
+async def _closed(*writers: asyncio.Task[None] | None) -> None:
+    """Wait for files to be closed, also while being cancelled (the participant left, the
+    daemon stops): a cancelled wait still gives them CLOSE_SECONDS, then goes on."""
+    pending = {writer for writer in writers if writer is not None}
+    if not pending:
+        return
+    try:
+        await asyncio.shield(asyncio.gather(*pending))
+    except asyncio.CancelledError:
+        await asyncio.wait(pending, timeout=CLOSE_SECONDS)
+        raise
 
 
 def _described(stats: RecordingStats) -> dict[str, Any]:
