@@ -5,11 +5,13 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
+from typing import TypeVar
 
 import numpy as np
 from av import AudioFrame, VideoFrame
 from av.frame import Frame
 
+FrameT = TypeVar("FrameT", bound=Frame)
 BLACK_LUMA, NEUTRAL_CHROMA = 16, 128  # video range
 
 
@@ -20,7 +22,16 @@ def black_video(width: int, height: int) -> VideoFrame:
     return VideoFrame.from_ndarray(np.concatenate([luma, chroma]), format="yuv420p")
 
 
-def timed_like(made: Frame, original: Frame) -> Frame:
+def silent_audio(samples: int, layout: str, rate: int) -> AudioFrame:
+    """`samples` of packed s16 silence: what a muted microphone sends, or a gap filled."""
+    channels = 1 if layout == "mono" else 2
+    zeros = np.zeros((1, samples * channels), np.int16)
+    silent = AudioFrame.from_ndarray(zeros, format="s16", layout=layout)
+    silent.sample_rate = rate
+    return silent
+
+
+def timed_like(made: FrameT, original: Frame) -> FrameT:
     """`made` (a frame computed from `original`) with the original's timing and, for audio,
     rate, so it takes its place in the stream."""
     if isinstance(made, AudioFrame) and isinstance(original, AudioFrame):

@@ -6,14 +6,13 @@ import functools
 from collections.abc import Callable, Coroutine
 from typing import Any
 
-import numpy as np
 from av import AudioFrame, VideoFrame
 from av.frame import Frame
 
 from vcalld.call.events import LocalMedia
 from vcalld.config import VcalldConfig
 from vcalld.media.fanout import Fanout
-from vcalld.media.frames import black_video
+from vcalld.media.frames import black_video, silent_audio, timed_like
 from vcalld.media.processors.chain import ChainSpec, Disabled, ProcessorChain
 from vcalld.media.processors.stages import OutgoingStage
 from vcalld.media.sources.base import MediaSource, load_source
@@ -124,14 +123,9 @@ class OutgoingMedia:
 
 def _black_like(frame: VideoFrame) -> VideoFrame:
     """Muted video is black, like a browser's disabled track."""
-    black = black_video(frame.width, frame.height)
-    black.pts, black.time_base = frame.pts, frame.time_base
-    return black
+    return timed_like(black_video(frame.width, frame.height), frame)
 
 
 def _silence_like(frame: AudioFrame) -> AudioFrame:
-    channels = len(frame.layout.channels)
-    zeros = np.zeros((1, frame.samples * channels), np.int16)
-    silent = AudioFrame.from_ndarray(zeros, format="s16", layout=frame.layout.name)
-    silent.sample_rate, silent.pts, silent.time_base = frame.sample_rate, frame.pts, frame.time_base
-    return silent
+    silent = silent_audio(frame.samples, frame.layout.name, frame.sample_rate)
+    return timed_like(silent, frame)

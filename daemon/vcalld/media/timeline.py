@@ -35,6 +35,8 @@ class VideoTimeline:
 
 
 def _ticks(frame: Frame) -> int:
+    """The frame's pts in 1/90000 s, in integers (Fraction arithmetic costs, per frame)."""
     if frame.pts is None or frame.time_base is None:
         return 0
-    return round(frame.pts * frame.time_base * VIDEO_CLOCK)
+    scaled = frame.pts * frame.time_base.numerator * VIDEO_CLOCK
+    return (2 * scaled + frame.time_base.denominator) // (2 * frame.time_base.denominator)

@@ -217,4 +217,4 @@ def _added(frame: AudioFrame, mix: Samples, volume: float) -> AudioFrame:
     mixed = AudioFrame.from_ndarray(
         total.astype(np.int16).reshape(1, -1), format="s16", layout=frame.layout.name
     )
-    return timed_like(mixed, frame)  # type: ignore[return-value]
+    return timed_like(mixed, frame)

@@ -25,7 +25,6 @@ from pathlib import Path
 from typing import Any
 
 import av
-import numpy as np
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from av import AudioFrame, VideoFrame
 from av.audio.fifo import AudioFifo
@@ -33,6 +32,7 @@ from av.audio.resampler import AudioResampler
 from av.frame import Frame
 
 from vcalld.config import VcalldConfig
+from vcalld.media.frames import silent_audio
 from vcalld.media.own_thread import run_in_own_thread
 
 log = logging.getLogger(__name__)
@@ -258,7 +258,7 @@ class _Writer:
         if not self._audio_samples and not self._audio_fifo.samples:
             lead = round((arrived - self._start) * 48000)  # the first sound, at its arrival
             if lead > 0:
-                self._audio_fifo.write(_silence(lead))
+                self._audio_fifo.write(silent_audio(lead, "stereo", 48000))
         frame.pts = None
         for resampled in self._resampler.resample(frame):
             resampled.pts = None
@@ -285,9 +285,3 @@ class _Writer:
                 self._container.close()
         while self._next() is not None:
             pass
-
-
-def _silence(samples: int) -> AudioFrame:
-    frame = AudioFrame.from_ndarray(np.zeros((1, samples * 2), np.int16), layout="stereo")
-    frame.sample_rate = 48000
-    return frame
