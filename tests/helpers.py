@@ -20,14 +20,14 @@ from aiohttp import web
 from vcalld.config import VcalldConfig
 from vcalld.daemon import Daemon
 from vcalld.events import state_events
-from vcalld.media.sources.base import MediaSource
+from vcalld.media.sources.base import VideoSource
 from vcalld.service import serve
 from vcalld.state import DeviceState
 
 
 @asynccontextmanager
 async def running(
-    config: VcalldConfig, video_source: MediaSource | None = None
+    config: VcalldConfig, video_source: VideoSource | None = None
 ) -> AsyncIterator[Daemon]:
     daemon = Daemon(config, video_source=video_source)
     ready = asyncio.Event()

@@ -24,6 +24,7 @@ from tests.chromium import (
 from tests.helpers import MIN_FPS, assert_receives, eventually, received, running, tone_ok
 from tests.lossy import Loss, impair
 from vcalld.call import aiortc_hooks
+from vcalld.commands import SetVideoCommand
 from vcalld.config import VcalldConfig
 from vcalld.media.pattern import bars_match, read_stamp
 from vcalld.room.server import RoomServer
@@ -110,17 +111,55 @@ async def assert_page_receives(
     assert pitch is not None and pitch["frequency"] == pytest.approx(tone_hz, abs=10), pitch
 
 
-async def test_chromium_and_daemon_call_both_ways(
+async def tiles(page: Page) -> int:
+    """Remote participants' tiles (the self view is not one)."""
+    return int(await page.evaluate("document.querySelectorAll('#tiles .tile:not(.self)').length"))
+
+
+async def video_tracks(page: Page) -> int:
+    """Video tracks in the stream the page shows for its (only) peer."""
+    script = "vcall.peers.values().next().value.stream.getVideoTracks().length"
+    return int(await page.evaluate(script))
+
+
+async def hears(page: Page, name: str, tone_hz: float) -> bool:
+    pitch = await remote_pitch(page, name)
+    return pitch is not None and abs(pitch["frequency"] - tone_hz) < 10
+
+
+async def test_chromium_and_daemon_call_both_ways_with_video_switched_live(
     room_server: RoomServer,
     daemon_config: Callable[..., VcalldConfig],
     browser_media: BrowserMedia,
 ) -> None:
-    config = daemon_config(room_server, "kiosk", audio={"tone_frequency_hz": 440.0})
+    """The kiosk joins voice-only: Chromium gets no video track from it. `set-video` on asks
+    Chromium (which offered) to renegotiate: the pattern arrives in the same tile, the audio
+    plays on with no more concealment than before; off, the video stops again."""
+    config = daemon_config(
+        room_server, "kiosk", audio={"tone_frequency_hz": 440.0}, video={"send_at_start": False}
+    )
     async with running(config) as kiosk, browser(room_server, browser_media, "chromium") as page:
-        await assert_page_receives(page, "kiosk", 440.0)
         # Chromium may scale its camera down while its bandwidth estimate ramps up.
         await assert_receives(kiosk, "chromium", BROWSER_TONE_HZ, size=None)
-        assert not page.exceptions
+        await eventually(lambda: hears(page, "kiosk", 440.0), 10)
+        assert "video" not in await inbound(page, "kiosk")
+        assert await video_tracks(page) == 0
+
+        concealed_before, total_before = audio_counters(await inbound(page, "kiosk"))
+        assert (await kiosk.execute(SetVideoCommand(enabled=True))).ok
+        await assert_page_receives(page, "kiosk", 440.0)
+        concealed, total = audio_counters(await inbound(page, "kiosk"))
+        share = (concealed - concealed_before) / (total - total_before)
+        assert share < 0.02, f"Chromium concealed {share:.1%} of our audio across the switch"
+        assert await tiles(page) == 1 and await video_tracks(page) == 1
+
+        assert (await kiosk.execute(SetVideoCommand(enabled=False))).ok
+        await asyncio.sleep(1.0)
+        decoded = (await inbound(page, "kiosk"))["video"]["framesDecoded"]
+        await asyncio.sleep(1.5)
+        assert (await inbound(page, "kiosk"))["video"]["framesDecoded"] == decoded
+        assert tone_ok(received(kiosk, "chromium"), BROWSER_TONE_HZ)
+        assert not page.exceptions and not await page.evaluate("vcall.errors")
 
 
 async def test_two_daemons_and_chromium_all_receive_everyone(

@@ -10,11 +10,20 @@ from typing import Any
 
 import pytest
 
-from tests.helpers import MIN_FPS, assert_receives, eventually, received, running, video_ok
+from tests.helpers import (
+    MIN_FPS,
+    assert_receives,
+    eventually,
+    received,
+    running,
+    tone_ok,
+    video_ok,
+)
 from tests.janus import janus_call
-from vcalld.commands import JoinCommand, LeaveCommand, SetMuteCommand
+from vcalld.commands import JoinCommand, LeaveCommand, SetMuteCommand, SetVideoCommand
 from vcalld.config import VcalldConfig
 from vcalld.config.models import RoomServerConfig
+from vcalld.daemon import Daemon
 from vcalld.room.server import RoomServer
 from vcalld.state import CallState
 
@@ -68,6 +77,50 @@ async def test_mute_sends_black_and_silence_then_unmute_restores(device: Device)
             lambda: received(bob, "dev-a")["video"]["stamped_frames"] > stamped + 20, 5
         )
         await eventually(lambda: received(bob, "dev-a")["audio"]["frequency_hz"], 5)
+
+
+def video_tracks_from(daemon: Daemon, name: str) -> int:
+    """Remote video tracks `daemon`'s connections have from `name`, whether frames come."""
+    ids = [p.id for p in daemon.state.current.participants if p.name == name]
+    connection = daemon._backend.peer_connections().get(ids[0]) if ids else None
+    if connection is None:
+        return 0
+    receivers = connection.getReceivers()
+    return sum(1 for r in receivers if r.track is not None and r.track.kind == "video")
+
+
+def video_frames(daemon: Daemon, name: str) -> int:
+    return int(received(daemon, name).get("video", {}).get("frames", 0))
+
+
+async def test_voice_only_call_carries_no_video_until_set_video(device: Device) -> None:
+    """Joined voice-only, alice sends no video track (bob's video still reaches her); video
+    on renegotiates and her pattern arrives; off again, it stops and her camera with it."""
+    a = device("dev-a", audio={"tone_frequency_hz": 440.0}, video={"send_at_start": False})
+    async with running(a) as alice, running(device("dev-b")) as bob:
+        assert not alice.state.current.video_enabled
+        await eventually(lambda: tone_ok(received(bob, "dev-a"), 440.0), 20)
+        await eventually(lambda: video_ok(received(alice, "dev-b")), 15)
+        assert video_tracks_from(bob, "dev-a") == 0
+        assert video_frames(bob, "dev-a") == 0
+
+        result = await alice.execute(SetVideoCommand(enabled=True))
+        assert result.ok and result.state is not None and result.state.video_enabled
+        await eventually(lambda: video_ok(received(bob, "dev-a")), 15)
+        assert video_tracks_from(bob, "dev-a") == 1
+        assert tone_ok(received(bob, "dev-a"), 440.0)  # the audio went on through it
+
+        await alice.execute(SetVideoCommand(enabled=False))
+        await asyncio.sleep(1.0)
+        frames = video_frames(bob, "dev-a")
+        await asyncio.sleep(1.5)
+        assert video_frames(bob, "dev-a") == frames
+        assert alice.outgoing.video_source is not None
+        assert tone_ok(received(bob, "dev-a"), 440.0)
+        assert video_ok(received(alice, "dev-b"))  # what she receives is untouched
+
+        await alice.execute(SetVideoCommand(enabled=True))
+        await eventually(lambda: video_frames(bob, "dev-a") > frames + 30, 15)
 
 
 async def test_leave_and_join_commands(device: Device) -> None:

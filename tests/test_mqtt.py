@@ -119,7 +119,7 @@ BAD_COMMANDS = [
     (
         "frobnicate",
         b"",
-        "unknown command 'frobnicate' (known: join, leave, set-mute, set-volume, "
+        "unknown command 'frobnicate' (known: join, leave, set-mute, set-video, set-volume, "
         "set-camera-control, start-audio-mix, set-audio-mix, stop-audio-mix, set-processors, "
         "start-screen-share, stop-screen-share, start-recording, stop-recording, get-state)",
     ),

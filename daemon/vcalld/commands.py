@@ -37,6 +37,9 @@ class JoinCommand(_Command):
 
     command: Literal["join"] = "join"
     room: str | None = Field(default=None, pattern=ROOM_PATTERN)
+    video: bool | None = Field(
+        default=None, description="Send video (false: a voice-only call); unset: as now."
+    )
 
 
 class LeaveCommand(_Command):
@@ -55,6 +58,14 @@ class SetMuteCommand(_Command):
         if self.audio is None and self.video is None:
             raise ValueError("give at least one of audio, video")
         return self
+
+
+class SetVideoCommand(_Command):
+    """Video on or off, live: off stops sending and the camera (unlike mute's black frames),
+    on renegotiates every connection to send again."""
+
+    command: Literal["set-video"] = "set-video"
+    enabled: bool
 
 
 class SetVolumeCommand(_Command):
@@ -174,6 +185,7 @@ Command = Annotated[
     JoinCommand
     | LeaveCommand
     | SetMuteCommand
+    | SetVideoCommand
     | SetVolumeCommand
     | SetCameraControlCommand
     | StartAudioMixCommand
@@ -192,6 +204,7 @@ COMMAND_NAMES = (
     "join",
     "leave",
     "set-mute",
+    "set-video",
     "set-volume",
     "set-camera-control",
     "start-audio-mix",

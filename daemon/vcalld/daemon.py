@@ -25,6 +25,7 @@ from vcalld.commands import (
     SetCameraControlCommand,
     SetMuteCommand,
     SetProcessorsCommand,
+    SetVideoCommand,
     SetVolumeCommand,
     StartAudioMixCommand,
     StartRecordingCommand,
@@ -56,7 +57,7 @@ from vcalld.media.processors.stages import ProcessedTrack
 from vcalld.media.sinks.base import Renderer, ScreenRenderer, load_renderer
 from vcalld.media.sinks.recorder import Recorder
 from vcalld.media.sinks.speaker import Speaker
-from vcalld.media.sources.base import AdjustableCamera, MediaSource
+from vcalld.media.sources.base import AdjustableCamera, VideoSource
 from vcalld.media.sources.screen import ScreenSource
 from vcalld.media.voice.processor import process_microphone
 from vcalld.state import CallState, DeviceState, DisabledProcessor, Participant, StateStore
@@ -70,7 +71,7 @@ class Daemon:
         self,
         config: VcalldConfig,
         renderer: Renderer | None = None,
-        video_source: MediaSource | None = None,
+        video_source: VideoSource | None = None,
     ) -> None:
         self.config = config
         self.outgoing = OutgoingMedia(config, video_source, self._processor_disabled)
@@ -95,6 +96,7 @@ class Daemon:
                 device_id=config.device.id,
                 processors=_chain_names(self._chains()),
                 recording=self.recorder is not None and self.recorder.recording,
+                video_enabled=self.outgoing.video_enabled,
                 video_source=config.video.source if config.video.enabled else None,
                 audio_source=config.audio.source if config.audio.enabled else None,
             )
@@ -220,6 +222,8 @@ class Daemon:
         if self._stop.is_set() and not isinstance(command, GetStateCommand):
             raise ShuttingDownError("the daemon is shutting down")
         if isinstance(command, JoinCommand):
+            if command.video is not None:
+                await self._set_video(command.video)
             await self._join(command.room or self.config.call.room)
         elif isinstance(command, LeaveCommand):
             await self._end_call()
@@ -231,6 +235,8 @@ class Daemon:
             self.state.update(
                 audio_muted=self.outgoing.audio_muted, video_muted=self.outgoing.video_muted
             )
+        elif isinstance(command, SetVideoCommand):
+            await self._set_video(command.enabled)
         elif isinstance(command, SetVolumeCommand):
             self._set_volume(command.participant, command.volume)
         elif isinstance(command, SetCameraControlCommand):
@@ -244,7 +250,7 @@ class Daemon:
         elif isinstance(command, SetProcessorsCommand):
             self._set_processors(command.chain, command.processors)
         elif isinstance(command, StartScreenShareCommand):
-            self._start_screen_share()
+            await self._start_screen_share()
         elif isinstance(command, StopScreenShareCommand):
             await self._stop_screen_share()
         elif isinstance(command, StartRecordingCommand | StopRecordingCommand):
@@ -259,7 +265,21 @@ class Daemon:
             await self.recorder.stop()
         self.state.update(recording=self.recorder.recording)
 
-    def _start_screen_share(self) -> None:
+    async def _set_video(self, on: bool) -> None:
+        if on and self.outgoing.video_source is None:
+            raise NoVideoError("no video to send ([video] enabled = false)")
+        await self._changing_what_is_sent(lambda: self.outgoing.set_video(on))
+        self.state.update(video_enabled=on)
+
+    async def _changing_what_is_sent(self, change: Callable[[], None]) -> None:
+        """Renegotiates the call if `change` turned the video going out on or off."""
+        before = self.outgoing.sending_video
+        change()
+        if self.outgoing.sending_video != before:
+            await self._backend.renegotiate()
+
+    async def _start_screen_share(self) -> None:
+        """The screen instead of the camera; in a voice-only call, the screen alone."""
         if self.outgoing.video_source is None:
             raise NoVideoError("no video to share the screen in ([video] enabled = false)")
         if self._tasks is None:
@@ -269,15 +289,16 @@ class Daemon:
         source = ScreenSource(self.config.screen_share)
         runner = source.run(self.outgoing.publish_screen, self._screen_problem)
         self._screen_share = self._tasks.create_task(runner, name="screen-share")
-        self.outgoing.sharing_screen = True
+        await self._changing_what_is_sent(lambda: self.outgoing.share_screen(True))
         self.state.update(video_source="screen")
 
     async def _stop_screen_share(self) -> None:
-        """Back to the camera, whose frames were taken all along (it needs no reopening)."""
+        """Back to the camera, whose frames were taken all along (it needs no reopening), or
+        to no video in a voice-only call."""
         share, self._screen_share = self._screen_share, None
         if share is None:
             return
-        self.outgoing.sharing_screen = False
+        await self._changing_what_is_sent(lambda: self.outgoing.share_screen(False))
         share.cancel()
         with suppress(asyncio.CancelledError):
             await share

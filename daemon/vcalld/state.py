@@ -69,6 +69,7 @@ class DeviceState(BaseModel):
     participants: list[Participant] = Field(default_factory=list)
     audio_muted: bool = False
     video_muted: bool = False
+    video_enabled: bool = False  # sent at all: false in a voice-only call (set-video)
     video_source: str | None = None  # "screen" while the screen is shared
     audio_source: str | None = None
     last_error: str | None = None

@@ -9,7 +9,9 @@ version (`UpstreamMismatchError`), because it reaches into their private state:
 - per connection: our VoiceEncoder in place of the sender's lazily made Opus encoder, the
   sender's receiver reports forwarded to it, and the receiver's audio jitter buffer
   replaced by a feed into our AudioReceiver;
-- ICE consent freshness that survives heavy loss, in place of aioice's (below).
+- ICE consent freshness that survives heavy loss, in place of aioice's (below);
+- one video codec only, for a source's pre-encoded packets, also in an answer, whose
+  codecs aiortc negotiates before the transceiver can be given preferences.
 
 tests/test_audio_engine.py checks each of them in real calls, so an upgrade that moves
 any of this fails there first.
@@ -30,7 +32,7 @@ from weakref import WeakSet
 import aioice.ice
 import aiortc.rtcpeerconnection
 from aioice import stun
-from aiortc import RTCPeerConnection, RTCRtpTransceiver
+from aiortc import RTCPeerConnection, RTCRtpSender, RTCRtpTransceiver
 from aiortc.codecs import CODECS
 from aiortc.rtcrtpparameters import RTCRtpCodecParameters
 from aiortc.rtp import RtcpRrPacket, RtcpSrPacket
@@ -95,6 +97,37 @@ def attach(
         if transceiver.currentDirection in ("sendrecv", "recvonly"):
             loops.append(_attach_receiver(transceiver, opus_type, red_type))
     return loops
+
+
+class CodecRefusedError(ValueError):
+    """The far end does not take the one codec a pre-encoded source sends."""
+
+
+def only_codec(transceiver: RTCRtpTransceiver, mime: str) -> None:
+    """`transceiver` offers and answers `mime` alone (and its retransmissions): packets that
+    are already encoded can go out in no other. Call before an offer, or between the remote
+    offer and our answer."""
+    kind = transceiver.kind
+    wanted = {mime.lower(), f"{kind}/rtx"}
+    capabilities = RTCRtpSender.getCapabilities(kind).codecs
+    transceiver.setCodecPreferences([c for c in capabilities if c.mimeType.lower() in wanted])
+    if transceiver._codecs:  # negotiated from an offer already: keep only ours
+        ours = [c for c in transceiver._codecs if c.mimeType.lower() == mime.lower()]
+        if not ours:
+            raise CodecRefusedError(f"the far end offers no {mime}, which our video source sends")
+        types = {codec.payloadType for codec in ours}
+        retransmission = [
+            c
+            for c in transceiver._codecs
+            if c.mimeType.lower() == f"{kind}/rtx" and int(str(c.parameters.get("apt"))) in types
+        ]
+        transceiver._codecs = ours + retransmission
+
+
+def video_encoder_used(transceiver: RTCRtpTransceiver) -> bool:
+    """Whether the sender has encoded a frame itself (packets are only packetised)."""
+    encoder = getattr(transceiver.sender, SENDER_ENCODER, None)
+    return getattr(encoder, "codec", None) is not None
 
 
 def receiver_of(transceiver: RTCRtpTransceiver) -> AudioReceiver | None:

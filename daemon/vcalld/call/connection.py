@@ -7,7 +7,12 @@ import functools
 import logging
 from collections.abc import Awaitable, Callable
 
-from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
+from aiortc import (
+    RTCConfiguration,
+    RTCPeerConnection,
+    RTCRtpTransceiver,
+    RTCSessionDescription,
+)
 from aiortc.mediastreams import MediaStreamTrack
 
 from vcalld.call import aiortc_hooks
@@ -42,19 +47,29 @@ class MediaConnection:
         self._on_state = on_state
         self._owned: list[asyncio.Task[None]] = []
         self._local_tracks: list[MediaStreamTrack] = []
+        self._sending: dict[str, RTCRtpTransceiver] = {}  # by kind: where our track goes
+        self._receive = True  # a mesh peer or subscriber; False: an SFU publisher
         self.pc = RTCPeerConnection(configuration)
         self.pc.on("track", self._track_arrived)
         self.pc.on("connectionstatechange", self._state_changed)
 
     async def create_offer(self, *, receive: bool) -> RTCSessionDescription:
-        """An offer sending our media; `receive` also asks for the far end's (a mesh peer),
-        without it a kind we do not send is left out (an SFU publisher)."""
+        """An offer sending what we send now, renegotiating if there was one before. With
+        `receive` (a mesh peer) it has one transceiver of each kind from the first, also for a
+        kind we cannot send; without (an SFU publisher) one for each kind as we first send it
+        (an SFU rejects a stream that starts inactive, for good)."""
+        self._receive = receive
+        negotiated = {transceiver.kind for transceiver in self.pc.getTransceivers()}
         for kind in KINDS:
+            if kind in negotiated or not (receive or self._media.sends(kind)):
+                continue
             track = self._local_track(kind)
             if track is not None:
-                self.pc.addTransceiver(track, direction="sendrecv" if receive else "sendonly")
+                self._sending[kind] = self.pc.addTransceiver(track)
+                self._fix_codec(kind)
             elif receive:
                 self.pc.addTransceiver(kind, direction="recvonly")
+        self._set_directions()
         await self.pc.setLocalDescription(await self.pc.createOffer())
         return self.pc.localDescription
 
@@ -63,16 +78,41 @@ class MediaConnection:
         self._attach_audio_engine()
 
     async def answer(self, offer: RTCSessionDescription) -> RTCSessionDescription:
-        """Answers `offer`, sending our media on every offered kind we have."""
+        """Answers `offer` (a first one or a renegotiation), sending our media on the first
+        offered transceiver of each kind we have, as far as we send it now."""
         await self.pc.setRemoteDescription(offer)
         for transceiver in self.pc.getTransceivers():
-            if transceiver.sender.track is None:
+            if transceiver.kind not in self._sending:
                 track = self._local_track(transceiver.kind)
                 if track is not None:
-                    self.pc.addTrack(track)
+                    transceiver.sender.replaceTrack(track)
+                    self._sending[transceiver.kind] = transceiver
+                    self._fix_codec(transceiver.kind)
+        self._set_directions()
         await self.pc.setLocalDescription(await self.pc.createAnswer())
         self._attach_audio_engine()
         return self.pc.localDescription
+
+    @property
+    def renegotiable(self) -> bool:
+        """Whether an offer can be made now: not while one is waiting for its answer."""
+        return self.pc.signalingState == "stable" and self.pc.connectionState != "closed"
+
+    def _fix_codec(self, kind: str) -> None:
+        """A source's own encoding (H.264 from a camera or a plugin) is the only one sent."""
+        codec = self._media.video_codec if kind == "video" else None
+        if codec is not None:
+            aiortc_hooks.only_codec(self._sending[kind], codec)
+
+    def _set_directions(self) -> None:
+        """A kind we have but do not send now (video in a voice-only call) keeps its track
+        and its m-line; only its direction says so, which the far end sees as no track."""
+        for kind, transceiver in self._sending.items():
+            sending = self._media.sends(kind)
+            if self._receive:
+                transceiver.direction = "sendrecv" if sending else "recvonly"
+            else:
+                transceiver.direction = "sendonly" if sending else "inactive"
 
     async def close(self) -> None:
         # Shielded: cancelling a waiter on aiortc's close future cancels the future itself, and

@@ -11,12 +11,21 @@ from aiortc.mediastreams import MediaStreamTrack
 from vcalld.state import CallState, Participant
 
 
+def _always(kind: str) -> bool:
+    return True
+
+
 @dataclass(frozen=True)
 class LocalMedia:
-    """Factories for this device's outgoing tracks: one fresh subscription per peer."""
+    """Factories for this device's outgoing tracks: one fresh subscription per peer; and
+    whether a kind is sent right now (video is off in a voice-only call: its track stays,
+    its direction says it sends nothing)."""
 
     audio: Callable[[], MediaStreamTrack] | None
     video: Callable[[], MediaStreamTrack] | None
+    sends: Callable[[str], bool] = _always
+    # The one codec the video goes out in when its source encodes it ("video/H264").
+    video_codec: str | None = None
 
 
 class CallObserver(Protocol):

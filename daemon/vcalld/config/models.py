@@ -217,7 +217,13 @@ RendererName = Annotated[str, AfterValidator(plugin_validator(RENDERER_GROUP))]
 
 
 class VideoConfig(Section):
-    enabled: bool = Field(default=True, description="Send video (false: voice only).")
+    enabled: bool = Field(
+        default=True, description="The device has video to send (false: voice only, always)."
+    )
+    send_at_start: bool = Field(
+        default=True,
+        description="Calls start with video (false: voice-only until `set-video` turns it on).",
+    )
     source: VideoSourceName = Field(
         default="test-pattern", description="Entry point in `vcalld.sources`."
     )

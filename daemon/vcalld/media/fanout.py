@@ -10,6 +10,8 @@ from typing import Any
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from av.frame import Frame
 
+from vcalld.media.sources.base import Media
+
 SPLIT_DEPTH = 10  # frames per consumer: 200 ms of audio
 
 
@@ -34,7 +36,7 @@ class Fanout:
     def unsubscribe(self, track: FanoutTrack) -> None:
         self._subscribers.discard(track)
 
-    def publish(self, frame: Frame) -> None:
+    def publish(self, frame: Media) -> None:
         for track in self._subscribers:
             track.offer(frame)
 
@@ -48,14 +50,14 @@ class FanoutTrack(MediaStreamTrack):
         super().__init__()
         self.kind = fanout.kind
         self._fanout = fanout
-        self._frames: deque[Frame] = deque(maxlen=depth)
+        self._frames: deque[Media] = deque(maxlen=depth)
         self._ready = asyncio.Event()
 
-    def offer(self, frame: Frame) -> None:
+    def offer(self, frame: Media) -> None:
         self._frames.append(frame)
         self._ready.set()
 
-    async def recv(self) -> Frame:
+    async def recv(self) -> Media:
         while not self._frames:
             if self.readyState != "live":
                 raise MediaStreamError

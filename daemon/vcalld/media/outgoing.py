@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import functools
 from collections.abc import Callable, Coroutine
 from typing import Any
 
-from av import AudioFrame, VideoFrame
+from av import AudioFrame, Packet, VideoFrame
 from av.frame import Frame
 
 from vcalld.call.events import LocalMedia
@@ -15,7 +16,14 @@ from vcalld.media.fanout import Fanout
 from vcalld.media.frames import black_video, silent_audio, timed_like
 from vcalld.media.processors.chain import ChainSpec, Disabled, ProcessorChain
 from vcalld.media.processors.stages import OutgoingStage
-from vcalld.media.sources.base import MediaSource, load_source
+from vcalld.media.sources.base import (
+    EncodedVideoSource,
+    Media,
+    MediaSource,
+    ReportProblem,
+    VideoSource,
+    load_source,
+)
 from vcalld.media.timeline import VideoTimeline
 
 AUDIO_SLOTS = 5  # 100 ms of 20 ms frames
@@ -25,12 +33,12 @@ class OutgoingMedia:
     def __init__(
         self,
         config: VcalldConfig,
-        video_source: MediaSource | None = None,
+        video_source: VideoSource | None = None,
         processor_disabled: Callable[[str, Disabled], None] | None = None,
     ) -> None:
         """`video_source` replaces the configured one (a test's camera on a fake device);
         `processor_disabled(chain, record)` hears of a processor taken out of a chain."""
-        self.video_source: MediaSource | None = (
+        self.video_source: VideoSource | None = (
             (video_source or load_source(config.video.source, config.video))
             if config.video.enabled
             else None
@@ -43,6 +51,7 @@ class OutgoingMedia:
         self.audio_muted = False
         self.video_muted = False
         self.sharing_screen = False  # the screen's frames go out; the camera's are dropped
+        self._video_on = _Switch(config.video.send_at_start and self.video_source is not None)
         self._timeline = VideoTimeline()
         # Added to the outgoing audio after mute and processing, which are the microphone's.
         self.audio_mix: Callable[[AudioFrame], AudioFrame] | None = None
@@ -71,8 +80,8 @@ class OutgoingMedia:
         hears why a source cannot deliver."""
         runners = {}
         if self.video_source is not None:
-            runners["video-source"] = self.video_source.run(
-                self._publish_video, functools.partial(report, "video")
+            runners["video-source"] = self._video_while_on(
+                self.video_source, functools.partial(report, "video")
             )
         if self.audio_source is not None:
             runners["audio-source"] = self.audio_source.run(
@@ -86,18 +95,58 @@ class OutgoingMedia:
         return LocalMedia(
             audio=self._audio.subscribe if self.audio_source is not None else None,
             video=self._video.subscribe if self.video_source is not None else None,
+            sends=lambda kind: kind != "video" or self.sending_video,
+            video_codec=(
+                self.video_source.codec
+                if isinstance(self.video_source, EncodedVideoSource)
+                else None
+            ),
         )
+
+    @property
+    def sending_video(self) -> bool:
+        """A shared screen goes out in a voice-only call too; the camera stays off."""
+        return self.video_enabled or self.sharing_screen
+
+    @property
+    def video_enabled(self) -> bool:
+        return self._video_on.value
+
+    def set_video(self, on: bool) -> None:
+        """Video sent or not; off, the source is stopped (the camera closed, its light out),
+        the peers are told by renegotiation (the call backend's part)."""
+        if on and self.video_source is None:
+            raise ValueError("no video source")
+        self._video_on.set(on)
+
+    def share_screen(self, on: bool) -> None:
+        """The screen's frames (`publish_screen`) go out in place of the camera's."""
+        self.sharing_screen = on
+
+    async def _video_while_on(self, source: VideoSource, report: ReportProblem) -> None:
+        while True:
+            await self._video_on.wait_for(True)
+            self._timeline.new_segment()
+            async with asyncio.TaskGroup() as group:
+                capture = group.create_task(source.run(self._publish_video, report))
+                await self._video_on.wait_for(False)
+                capture.cancel()
+            report(None)  # a camera that is not wanted is missed by no one
 
     def publish_screen(self, frame: Frame) -> None:
         """A frame of the shared screen, sent in place of the camera's."""
         if self.sharing_screen:
             self._send_video(self._timeline.stamp("screen", frame))
 
-    def _publish_video(self, frame: Frame) -> None:
+    def _publish_video(self, frame: Media) -> None:
         if not self.sharing_screen:
             self._send_video(self._timeline.stamp("camera", frame))
 
-    def _send_video(self, frame: Frame) -> None:
+    def _send_video(self, frame: Media) -> None:
+        if isinstance(frame, Packet):  # encoded by the source: as it is, or not at all
+            if not self.video_muted:
+                self._video.publish(frame)
+            return
         if self.video_muted and isinstance(frame, VideoFrame):
             frame = _black_like(frame)
         stage = self._stages["video"]
@@ -119,6 +168,26 @@ class OutgoingMedia:
         if self.audio_mix is not None and isinstance(frame, AudioFrame):
             frame = self.audio_mix(frame)
         self._audio.publish(frame)
+
+
+class _Switch:
+    """An on/off value that can be waited for, either way."""
+
+    def __init__(self, value: bool) -> None:
+        self._on, self._off = asyncio.Event(), asyncio.Event()
+        self.set(value)
+
+    @property
+    def value(self) -> bool:
+        return self._on.is_set()
+
+    def set(self, value: bool) -> None:
+        becomes, leaves = (self._on, self._off) if value else (self._off, self._on)
+        becomes.set()
+        leaves.clear()
+
+    async def wait_for(self, value: bool) -> None:
+        await (self._on if value else self._off).wait()
 
 
 def _black_like(frame: VideoFrame) -> VideoFrame:

@@ -7,10 +7,12 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from fractions import Fraction
+from typing import TypeVar
 
-from av.frame import Frame
+from vcalld.media.sources.base import Media
 
 VIDEO_CLOCK = 90000  # RTP's for video
+MediaT = TypeVar("MediaT", bound=Media)
 
 
 class VideoTimeline:
@@ -20,7 +22,12 @@ class VideoTimeline:
         self._offset = 0
         self._last: tuple[int, float] | None = None  # (pts sent, when)
 
-    def stamp(self, source: str, frame: Frame) -> Frame:
+    def new_segment(self) -> None:
+        """The next frame starts afresh (its source was stopped and started again), placed
+        after the last one sent by the time that passed, like a change of source."""
+        self._source = None
+
+    def stamp(self, source: str, frame: MediaT) -> MediaT:
         """`frame` from `source`, its pts on the shared timeline (in 1/90000 s)."""
         now = self._clock()
         own = _ticks(frame)
@@ -34,7 +41,7 @@ class VideoTimeline:
         return frame
 
 
-def _ticks(frame: Frame) -> int:
+def _ticks(frame: Media) -> int:
     """The frame's pts in 1/90000 s, in integers (Fraction arithmetic costs, per frame)."""
     if frame.pts is None or frame.time_base is None:
         return 0

@@ -28,6 +28,9 @@ class Session(Protocol):
 
     def upload_connection(self) -> RTCPeerConnection | None: ...
 
+    async def renegotiate(self) -> None:
+        """Tell every connection what we send now."""
+
 
 SessionT = TypeVar("SessionT", bound=Session)
 
@@ -63,6 +66,12 @@ class SessionBackend(Generic[SessionT]):
     def upload_connection(self) -> RTCPeerConnection | None:
         """The one connection our media go up on (an SFU's publisher), None in a mesh."""
         return self._session.upload_connection() if self._session is not None else None
+
+    async def renegotiate(self) -> None:
+        """What `media.sends` says changed: the session's connections are told (one that
+        starts later reads it when it offers or answers)."""
+        if self._session is not None:
+            await self._session.renegotiate()
 
     async def run(self, room: str) -> None:
         """Stay in `room` until cancelled."""

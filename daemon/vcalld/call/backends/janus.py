@@ -14,6 +14,7 @@ import asyncio
 import functools
 import logging
 from contextlib import suppress
+from typing import Any
 
 import aiohttp
 from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
@@ -31,6 +32,7 @@ from vcalld.state import CallState, Participant
 
 log = logging.getLogger(__name__)
 RESUBSCRIBE_SECONDS = 1.0
+FEED_CHANGED = "feed-changed"  # our own event on a subscriber handle's queue
 NO_SUCH_FEED = 428
 
 
@@ -71,6 +73,8 @@ class _RoomSession:
         self._joined = joined
         self._configuration = rtc_configuration(backend.config.ice_servers)
         self._publisher: MediaConnection | None = None
+        self._publisher_handle: Handle | None = None
+        self._publishing = asyncio.Lock()  # one offer to Janus at a time
         self._subscriptions: dict[str, _Subscription] = {}
 
     def peer_connections(self) -> dict[str, RTCPeerConnection]:
@@ -122,28 +126,50 @@ class _RoomSession:
             if left is not None:
                 await self._unsubscribe(str(left))
 
+    async def renegotiate(self) -> None:
+        """Our upload, offered again with what we send now: Janus updates each subscriber
+        of ours with a new offer of its own."""
+        async with self._publishing:
+            publisher, handle = self._publisher, self._publisher_handle
+            if publisher is None or handle is None:
+                return
+            try:
+                await self._offer(publisher, handle, "configure")
+            except Exception as error:
+                # Janus or aiortc refusing the new offer: published afresh, by rejoining.
+                log.exception("renegotiating our upload")
+                handle.deliver({"janus": "hangup", "reason": f"renegotiation failed: {error}"})
+
     async def _publish(self, handle: Handle, tasks: asyncio.TaskGroup) -> None:
         backend = self._backend
         if backend.media.audio is None and backend.media.video is None:
             return  # nothing to send: we only watch
-        self._publisher = MediaConnection(
-            "janus-publisher",
-            configuration=self._configuration,
-            media=backend.media,
-            voice=backend.voice,
-            tasks=tasks,
-            on_state=functools.partial(_hang_up_on_failure, handle),
-        )
-        offer = await self._publisher.create_offer(receive=False)
-        reply = await handle.message({"request": "publish"}, _jsep(offer))
+        async with self._publishing:
+            self._publisher = MediaConnection(
+                "janus-publisher",
+                configuration=self._configuration,
+                media=backend.media,
+                voice=backend.voice,
+                tasks=tasks,
+                on_state=functools.partial(_hang_up_on_failure, handle),
+            )
+            self._publisher_handle = handle
+            await self._offer(self._publisher, handle, "publish")
+
+    @staticmethod
+    async def _offer(publisher: MediaConnection, handle: Handle, request: str) -> None:
+        offer = await publisher.create_offer(receive=False)
+        reply = await handle.message({"request": request}, _jsep(offer))
         if reply.jsep is None:
-            raise PublisherLostError("Janus accepted our publication without an answer")
-        await self._publisher.accept_answer(_description(reply.jsep))
+            raise PublisherLostError(f"Janus took our {request} request without an answer")
+        await publisher.accept_answer(_description(reply.jsep))
 
     def _subscribe(
         self, session: JanusSession, feed: Feed, private_id: int | None, tasks: asyncio.TaskGroup
     ) -> None:
-        if feed.participant_id in self._subscriptions:
+        existing = self._subscriptions.get(feed.participant_id)
+        if existing is not None:
+            existing.feed_changed(feed)
             return
         subscription = _Subscription(self._backend, self._room, feed, self._configuration)
         self._subscriptions[feed.participant_id] = subscription
@@ -172,7 +198,7 @@ class _RoomSession:
             await subscription.close()
         if self._publisher is not None:
             await self._publisher.close()
-            self._publisher = None
+            self._publisher = self._publisher_handle = None
         await session.destroy()
 
 
@@ -195,6 +221,14 @@ class _Subscription:
         self.connection: MediaConnection | None = None
         self.task: asyncio.Task[None] | None = None
         self._handle: Handle | None = None
+        self._mids: frozenset[str] = frozenset()  # the feed's streams our subscription has
+
+    def feed_changed(self, feed: Feed) -> None:
+        """The publisher renegotiated: streams it started sending are added to ours (by the
+        subscription's own loop, so that no request crosses the one subscribing)."""
+        self._feed = feed
+        if self._handle is not None:
+            self._handle.deliver({"vcalld": FEED_CHANGED})
 
     async def run(
         self, session: JanusSession, private_id: int | None, tasks: asyncio.TaskGroup
@@ -250,10 +284,14 @@ class _Subscription:
 
     async def _follow(self, handle: Handle, private_id: int | None) -> None:
         reply = await self._room.subscribe(handle, self._feed, private_id)
+        self._mids = self._feed_mids(reply.data, self._feed.mids)
         await self._answer(handle, reply.jsep)
+        await self._add_new_streams(handle)  # those it started while we subscribed
         while True:
             event = await handle.events.get()
-            if event.get("janus") == "hangup":
+            if event.get("vcalld") == FEED_CHANGED:
+                await self._add_new_streams(handle)
+            elif event.get("janus") == "hangup":
                 reason = event.get("reason")
                 log.warning(
                     "Janus hung up %s: %s; subscribing again", self.participant.name, reason
@@ -263,6 +301,23 @@ class _Subscription:
                 await self._add_candidate(event.get("candidate"))
             elif event.get("jsep") is not None:  # the publisher changed what it sends
                 await self._answer(handle, event["jsep"])
+
+    async def _add_new_streams(self, handle: Handle) -> None:
+        added = self._feed.mids - self._mids
+        if added:
+            reply = await self._room.add_streams(handle, self._feed, added)
+            self._mids = self._feed_mids(reply.data, self._mids | added)
+            await self._answer(handle, reply.jsep)
+
+    def _feed_mids(self, data: dict[str, Any], assumed: frozenset[str]) -> frozenset[str]:
+        """The feed's streams a subscription has, as Janus lists them (`assumed` if not)."""
+        listed = [entry for entry in data.get("streams", []) if isinstance(entry, dict)]
+        mids = {
+            str(entry["feed_mid"])
+            for entry in listed
+            if "feed_mid" in entry and str(entry.get("feed_id")) == self.participant.id
+        }
+        return frozenset(mids) if listed else assumed
 
     async def _answer(self, handle: Handle, jsep: dict[str, object] | None) -> None:
         if jsep is None or jsep.get("type") != "offer" or self.connection is None:

@@ -50,6 +50,10 @@ class _Session:
         """Each peer connection carries its own copy of our media."""
         return None
 
+    async def renegotiate(self) -> None:
+        for peer in list(self._peers.values()):
+            await peer.renegotiate()
+
     async def run(self) -> None:
         """Until the connection to the room server ends."""
         backend = self._backend

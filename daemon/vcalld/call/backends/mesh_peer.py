@@ -51,7 +51,11 @@ def parse_description(payload: Any) -> RTCSessionDescription:
 
 
 class Peer:
-    """A mesh participant: our offer or answer and candidates go through the room server."""
+    """A mesh participant: our offer or answer and candidates go through the room server.
+
+    Only the side that made the first offer ever offers (the newcomer): the other asks it
+    to, with a `renegotiate` signal. Two offers can then never cross, which matters because
+    aiortc cannot roll one back."""
 
     def __init__(
         self,
@@ -68,6 +72,8 @@ class Peer:
         self._send = send
         self._observer = observer
         self._lock = asyncio.Lock()
+        self._offerer = False
+        self._offer_again = False  # asked to renegotiate while our offer awaited its answer
         self.connection = MediaConnection(
             participant.id,
             configuration=configuration,
@@ -81,6 +87,24 @@ class Peer:
 
     async def offer(self) -> None:
         async with self._lock:
+            self._offerer = True
+            await self._send_description(await self.connection.create_offer(receive=True))
+
+    async def renegotiate(self) -> None:
+        """Tell the far end what we send now (video turned on or off)."""
+        async with self._lock:
+            try:
+                if self._offerer:
+                    await self._offer_again_if_stable()
+                else:
+                    await self._send({"renegotiate": True})
+            except Exception:
+                # A connection closing as we offer: its participant rejoins or is gone.
+                log.exception("renegotiating with %s", self.participant.name)
+
+    async def _offer_again_if_stable(self) -> None:
+        self._offer_again = not self.connection.renegotiable
+        if not self._offer_again:
             await self._send_description(await self.connection.create_offer(receive=True))
 
     async def handle(self, data: dict[str, Any]) -> None:
@@ -91,8 +115,14 @@ class Peer:
                     await self._apply_description(parse_description(data["description"]))
                 elif "candidate" in data:
                     await self.pc.addIceCandidate(parse_candidate(data["candidate"]))
+                elif data.get("renegotiate") is True:
+                    if not self._offerer:
+                        raise SignalError("asked to renegotiate by the side that offers")
+                    await self._offer_again_if_stable()
                 else:
-                    raise SignalError("signal carries neither description nor candidate")
+                    raise SignalError(
+                        "signal carries no description, candidate or renegotiate request"
+                    )
             except SignalError as error:
                 log.warning("bad signal from %s: %s", self.participant.name, error)
             except Exception as error:
@@ -113,6 +143,8 @@ class Peer:
             await self._send_description(await self.connection.answer(description))
         else:
             await self.connection.accept_answer(description)
+            if self._offer_again:
+                await self._offer_again_if_stable()
 
     async def _send_description(self, local: RTCSessionDescription) -> None:
         await self._send({"description": {"type": local.type, "sdp": local.sdp}})

@@ -24,10 +24,12 @@ def room_id(room: str) -> RoomId:
 
 @dataclass(frozen=True)
 class Feed:
-    """A publisher in the room: what we subscribe to, and who the participant is."""
+    """A publisher in the room: what we subscribe to, who the participant is, and the
+    streams (mids) it sends now."""
 
     id: int | str
     display: str
+    mids: frozenset[str] = frozenset()
 
     @property
     def participant_id(self) -> str:
@@ -40,10 +42,11 @@ def feeds(data: dict[str, Any]) -> list[Feed]:
     for entry in data.get("publishers", []):
         if not isinstance(entry, dict) or "id" not in entry:
             continue
-        streams = entry.get("streams", [])
-        if streams and all(stream.get("disabled") for stream in streams):
+        streams = [stream for stream in entry.get("streams", []) if isinstance(stream, dict)]
+        active = frozenset(str(s["mid"]) for s in streams if "mid" in s and not s.get("disabled"))
+        if streams and not active:
             continue
-        found.append(Feed(entry["id"], str(entry.get("display") or entry["id"])))
+        found.append(Feed(entry["id"], str(entry.get("display") or entry["id"]), active))
     return found
 
 
@@ -81,6 +84,12 @@ class Room:
             body["private_id"] = private_id
         return await handle.message(self._with_pin(body))
 
+    async def add_streams(self, handle: Handle, feed: Feed, mids: frozenset[str]) -> PluginReply:
+        """Adds streams a feed has started sending since we subscribed (video turned on):
+        Janus adds them to a subscription only when asked, with a new offer."""
+        streams = [{"feed": feed.id, "mid": mid} for mid in sorted(mids)]
+        return await handle.message({"request": "update", "subscribe": streams})
+
     async def _create(self, handle: Handle) -> None:
         config = self._config
         body: dict[str, Any] = {
@@ -89,7 +98,7 @@ class Room:
             "publishers": config.publishers,
             "bitrate": config.bitrate_kbps * 1000,
             "audiocodec": "opus",
-            "videocodec": "vp8",
+            "videocodec": "vp8,h264",  # H.264 for a source that encodes its own
         }
         _put_secret(body, "secret", config.room_secret)
         _put_secret(body, "pin", config.room_pin)

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, TypeAlias, runtime_checkable
 
+from av import Packet
 from av.frame import Frame
 
 from vcalld.config import AudioConfig, VideoConfig
@@ -15,6 +16,12 @@ if TYPE_CHECKING:
     from vcalld.media.voice.processor import VoiceProcessor
 
 Publish = Callable[[Frame], None]
+# What a video source may publish: frames, or packets it encoded itself (EncodedVideoSource).
+if TYPE_CHECKING:
+    Media: TypeAlias = Frame | Packet[Any]
+else:
+    Media = Frame | Packet  # PyAV's Packet is generic in its stubs only
+PublishMedia = Callable[[Media], None]
 # Why the source cannot deliver what it should ("microphone unavailable: …"), None once it can.
 ReportProblem = Callable[[str | None], None]
 
@@ -44,6 +51,23 @@ class AdjustableCamera(Protocol):
 
     async def set_control(self, name: str, value: ControlValue) -> int:
         """The value the device holds afterwards."""
+
+
+@runtime_checkable
+class EncodedVideoSource(Protocol):
+    """A video source that publishes encoded packets (`av.Packet` with pts and time base),
+    sent as they are: never decoded, processed or encoded again. `codec` names their
+    encoding ("video/H264": Annex B access units, constrained baseline, no B-frames, an IDR
+    with SPS and PPS now and then, since a peer that joins starts at one), and is the only
+    video codec offered or accepted. Mute sends nothing (a packet cannot be blacked out)."""
+
+    kind: str
+    codec: str
+
+    async def run(self, publish: PublishMedia, report: ReportProblem) -> None: ...
+
+
+VideoSource = MediaSource | EncodedVideoSource
 
 
 class SourceFactory(Protocol):

@@ -1,5 +1,7 @@
 // vcalld browser client: joins a room with camera and microphone, one RTCPeerConnection per
-// remote participant. The newcomer offers to everyone already in the room.
+// remote participant. The newcomer offers to everyone already in the room, and only it ever
+// offers: the other side asks it to with a "renegotiate" signal (vcalld turning its video on
+// or off), so two offers never cross.
 "use strict";
 
 const vcall = {
@@ -44,7 +46,9 @@ function createPeer(participant) {
   const stream = new MediaStream();
   const tile = addTile(participant.id, participant.name);
   tile.querySelector("video").srcObject = stream;
-  const peer = { pc, name: participant.name, tile, stream, queue: Promise.resolve() };
+  const peer = {
+    pc, name: participant.name, tile, stream, queue: Promise.resolve(), offerer: false, offerAgain: false,
+  };
   vcall.peers.set(participant.id, peer);
   for (const track of vcall.localStream.getTracks()) pc.addTrack(track, vcall.localStream);
   pc.ontrack = (event) => stream.addTrack(event.track);
@@ -66,8 +70,16 @@ function closePeer(id) {
 
 async function offerTo(participant) {
   const peer = createPeer(participant);
+  peer.offerer = true;
+  await offer(participant.id, peer);
+}
+
+async function offer(id, peer) {
+  // An offer awaiting its answer is followed by another once the answer is in.
+  peer.offerAgain = peer.pc.signalingState !== "stable";
+  if (peer.offerAgain) return;
   await peer.pc.setLocalDescription(await peer.pc.createOffer());
-  send({ type: "signal", to: participant.id, data: { description: peer.pc.localDescription.toJSON() } });
+  send({ type: "signal", to: id, data: { description: peer.pc.localDescription.toJSON() } });
 }
 
 async function handleSignal(from, data) {
@@ -78,9 +90,13 @@ async function handleSignal(from, data) {
     if (data.description.type === "offer") {
       await peer.pc.setLocalDescription(await peer.pc.createAnswer());
       send({ type: "signal", to: from, data: { description: peer.pc.localDescription.toJSON() } });
+    } else if (peer.offerAgain) {
+      await offer(from, peer);
     }
   } else if (data.candidate) {
     await peer.pc.addIceCandidate(data.candidate);
+  } else if (data.renegotiate === true && peer.offerer) {
+    await offer(from, peer);
   }
 }
 
