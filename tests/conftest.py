@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
@@ -10,12 +11,14 @@ from typing import Any
 
 import pytest
 
-from tests.janus import Janus
+from tests.janus import Janus, janus_call
 from tests.mqtt import Mosquitto
 from tests.soundcard import PipeSoundCard
 from vcalld.config import VcalldConfig
 from vcalld.config.models import RoomServerConfig
 from vcalld.room.server import RoomServer
+
+Device = Callable[..., VcalldConfig]
 
 
 @pytest.fixture(scope="session")
@@ -55,6 +58,22 @@ def daemon_config(tmp_path: Path) -> Callable[..., VcalldConfig]:
         return VcalldConfig.model_validate(document)
 
     return make
+
+
+@pytest.fixture(params=["mesh", "janus"])
+def device(request: pytest.FixtureRequest, daemon_config: Device) -> Device:
+    """A maker of device configs in one call: through the room server, or through Janus."""
+    if request.param == "mesh":
+        server = request.getfixturevalue("room_server")
+        return functools.partial(daemon_config, server)
+
+    request.getfixturevalue("janus")
+
+    def through_janus(device_id: str, **sections: dict[str, Any]) -> VcalldConfig:
+        call = janus_call("1234") | sections.pop("call", {})
+        return daemon_config(None, device_id, call=call, **sections)
+
+    return through_janus
 
 
 @pytest.fixture

@@ -15,6 +15,7 @@ import pytest
 from tests.chromium import (
     Page,
     chromium_page,
+    element_picture,
     install_probe,
     remote_picture,
     remote_pitch,
@@ -23,9 +24,11 @@ from tests.chromium import (
 )
 from tests.helpers import MIN_FPS, assert_receives, eventually, received, running, tone_ok
 from tests.lossy import Loss, impair
+from tests.xserver import showing_pattern, x_server
 from vcalld.call import aiortc_hooks
-from vcalld.commands import SetVideoCommand
+from vcalld.commands import SetVideoCommand, StartScreenShareCommand
 from vcalld.config import VcalldConfig
+from vcalld.daemon import Daemon
 from vcalld.media.pattern import bars_match, read_stamp
 from vcalld.room.server import RoomServer
 
@@ -127,39 +130,64 @@ async def hears(page: Page, name: str, tone_hz: float) -> bool:
     return pitch is not None and abs(pitch["frequency"] - tone_hz) < 10
 
 
-async def test_chromium_and_daemon_call_both_ways_with_video_switched_live(
+async def test_chromium_and_daemon_call_both_ways_with_video_and_screen_switched_live(
     room_server: RoomServer,
     daemon_config: Callable[..., VcalldConfig],
     browser_media: BrowserMedia,
 ) -> None:
     """The kiosk joins voice-only: Chromium gets no video track from it. `set-video` on asks
     Chromium (which offered) to renegotiate: the pattern arrives in the same tile, the audio
-    plays on with no more concealment than before; off, the video stops again."""
-    config = daemon_config(
-        room_server, "kiosk", audio={"tone_frequency_hz": 440.0}, video={"send_at_start": False}
-    )
-    async with running(config) as kiosk, browser(room_server, browser_media, "chromium") as page:
-        # Chromium may scale its camera down while its bandwidth estimate ramps up.
-        await assert_receives(kiosk, "chromium", BROWSER_TONE_HZ, size=None)
-        await eventually(lambda: hears(page, "kiosk", 440.0), 10)
-        assert "video" not in await inbound(page, "kiosk")
-        assert await video_tracks(page) == 0
+    plays on with no more concealment than before; off, the video stops again. Its screen,
+    shared as a second track, then shows in a tile of its own."""
+    with x_server(WIDTH, HEIGHT) as display, showing_pattern(display, WIDTH, HEIGHT):
+        config = daemon_config(
+            room_server,
+            "kiosk",
+            audio={"tone_frequency_hz": 440.0},
+            video={"send_at_start": False},
+            screen_share={"display": display, "fps": 15, "mouse": False, "second_track": True},
+        )
+        async with (
+            running(config) as kiosk,
+            browser(room_server, browser_media, "chromium") as page,
+        ):
+            await voice_only_then_video_then_not(kiosk, page)
+            assert await page.evaluate("document.querySelector('.tile.screen') === null")
+            assert (await kiosk.execute(StartScreenShareCommand())).ok
+            await eventually(lambda: screen_shown(page), 15)
+            assert await tiles(page) == 2
+            assert not page.exceptions and not await page.evaluate("vcall.errors")
 
-        concealed_before, total_before = audio_counters(await inbound(page, "kiosk"))
-        assert (await kiosk.execute(SetVideoCommand(enabled=True))).ok
-        await assert_page_receives(page, "kiosk", 440.0)
-        concealed, total = audio_counters(await inbound(page, "kiosk"))
-        share = (concealed - concealed_before) / (total - total_before)
-        assert share < 0.02, f"Chromium concealed {share:.1%} of our audio across the switch"
-        assert await tiles(page) == 1 and await video_tracks(page) == 1
 
-        assert (await kiosk.execute(SetVideoCommand(enabled=False))).ok
-        await asyncio.sleep(1.0)
-        decoded = (await inbound(page, "kiosk"))["video"]["framesDecoded"]
-        await asyncio.sleep(1.5)
-        assert (await inbound(page, "kiosk"))["video"]["framesDecoded"] == decoded
-        assert tone_ok(received(kiosk, "chromium"), BROWSER_TONE_HZ)
-        assert not page.exceptions and not await page.evaluate("vcall.errors")
+async def voice_only_then_video_then_not(kiosk: Daemon, page: Page) -> None:
+    # Chromium may scale its camera down while its bandwidth estimate ramps up.
+    await assert_receives(kiosk, "chromium", BROWSER_TONE_HZ, size=None)
+    await eventually(lambda: hears(page, "kiosk", 440.0), 10)
+    assert "video" not in await inbound(page, "kiosk")
+    assert await video_tracks(page) == 0
+
+    concealed_before, total_before = audio_counters(await inbound(page, "kiosk"))
+    assert (await kiosk.execute(SetVideoCommand(enabled=True))).ok
+    await assert_page_receives(page, "kiosk", 440.0)
+    concealed, total = audio_counters(await inbound(page, "kiosk"))
+    share = (concealed - concealed_before) / (total - total_before)
+    assert share < 0.02, f"Chromium concealed {share:.1%} of our audio across the switch"
+    assert await tiles(page) == 1 and await video_tracks(page) == 1
+
+    assert (await kiosk.execute(SetVideoCommand(enabled=False))).ok
+    await asyncio.sleep(1.0)
+    decoded = (await inbound(page, "kiosk"))["video"]["framesDecoded"]
+    await asyncio.sleep(1.5)
+    assert (await inbound(page, "kiosk"))["video"]["framesDecoded"] == decoded
+    assert tone_ok(received(kiosk, "chromium"), BROWSER_TONE_HZ)
+
+
+async def screen_shown(page: Page) -> bool:
+    """The screen tile is shown with the pattern the X server shows, at its size."""
+    if await page.evaluate("(document.querySelector('.tile.screen') || {hidden: true}).hidden"):
+        return False
+    picture = await element_picture(page, ".tile.screen video")
+    return picture is not None and picture[0].shape == (HEIGHT, WIDTH) and bars_match(*picture)
 
 
 async def test_two_daemons_and_chromium_all_receive_everyone(

@@ -4,12 +4,11 @@ behaviour every backend must share runs through Janus as well (`device`)."""
 from __future__ import annotations
 
 import asyncio
-import functools
 from collections.abc import Callable
-from typing import Any
 
 import pytest
 
+from tests.conftest import Device
 from tests.helpers import (
     MIN_FPS,
     assert_receives,
@@ -19,7 +18,6 @@ from tests.helpers import (
     tone_ok,
     video_ok,
 )
-from tests.janus import janus_call
 from vcalld.commands import JoinCommand, LeaveCommand, SetMuteCommand, SetVideoCommand
 from vcalld.config import VcalldConfig
 from vcalld.config.models import RoomServerConfig
@@ -29,23 +27,6 @@ from vcalld.state import CallState
 
 pytestmark = pytest.mark.slow
 MEASURE_SECONDS = 3.0
-Device = Callable[..., VcalldConfig]
-
-
-@pytest.fixture(params=["mesh", "janus"])
-def device(request: pytest.FixtureRequest, daemon_config: Device) -> Device:
-    """A maker of device configs in one call: through the room server, or through Janus."""
-    if request.param == "mesh":
-        server = request.getfixturevalue("room_server")
-        return functools.partial(daemon_config, server)
-
-    request.getfixturevalue("janus")
-
-    def through_janus(device_id: str, **sections: dict[str, Any]) -> VcalldConfig:
-        call = janus_call("1234") | sections.pop("call", {})
-        return daemon_config(None, device_id, call=call, **sections)
-
-    return through_janus
 
 
 async def test_two_daemons_exchange_pattern_and_tone(device: Device) -> None:

@@ -30,7 +30,7 @@ from vcalld.media.layout import picture_plane
 from vcalld.media.pattern import bars_match, read_stamp
 from vcalld.media.sinks.display import DisplayRenderer
 from vcalld.room.server import RoomServer
-from vcalld.state import CallState, DeviceState, Participant
+from vcalld.state import CallState, DeviceState, Participant, screen_of
 
 WIDTH, HEIGHT = 1280, 720
 # One colour per participant, far enough apart to tell after YUV and back.
@@ -347,6 +347,29 @@ def test_a_second_of_digital_silence_reads_as_muted_and_sound_clears_it() -> Non
     assert tiles.views()[0][0].muted
     tiles.audio("a", audio(3))  # quiet, but a microphone
     assert not tiles.views()[0][0].muted
+
+
+def test_a_shared_screen_has_a_tile_after_its_sharer_s_while_its_pictures_come() -> None:
+    now = [100.0]
+    tiles = Tiles(clock=lambda: now[0])
+    tiles.participants([("a", "Ann", "connected"), ("b", "Bo", "connected")])
+    picture = VideoFrame.from_ndarray(np.full((48, 64, 3), 200, np.uint8), format="rgb24")
+    tiles.video(screen_of("a"), picture)
+    tiles.video(screen_of("nobody"), picture)  # not in the call: no tile
+    remote, _ = tiles.views()
+    assert [(view.key, view.name) for view in remote] == [
+        ("a", "Ann"),
+        (screen_of("a"), "Ann's screen"),
+        ("b", "Bo"),
+    ]
+    assert remote[1].frame is picture
+    tiles.participants([("a", "Ann", "connected"), ("b", "Bo", "connected")])
+    assert len(tiles.views()[0]) == 3  # kept with its sharer
+    now[0] += 1.1  # sharing stopped: its pictures did
+    assert [view.key for view in tiles.views()[0]] == ["a", "b"]
+    tiles.video(screen_of("a"), picture)
+    tiles.forget("a")
+    assert [view.key for view in tiles.views()[0]] == ["b"]
 
 
 async def test_a_muted_participant_is_marked_after_the_name() -> None:

@@ -15,6 +15,7 @@ import pytest
 from tests.helpers import eventually, received, running, video_ok
 from vcalld.commands import LeaveCommand, StartRecordingCommand, StopRecordingCommand
 from vcalld.config import VcalldConfig
+from vcalld.media.display.layout import grid, letterbox
 from vcalld.media.layout import picture_plane
 from vcalld.media.pattern import bars_match
 from vcalld.media.sinks.stats import dominant_frequency
@@ -114,3 +115,60 @@ async def test_recording_starts_and_stops_by_command_and_only_where_allowed(
         assert container.duration is not None
         assert container.duration / av.time_base == pytest.approx(2.0, abs=0.6)
     assert refused.error is not None and refused.error.code == "no-recorder", refused
+
+
+def tone_prominence(signal: np.ndarray, rate: int, frequency: float) -> float:
+    """How far the spectrum at `frequency` stands above its median (dB)."""
+    spectrum = np.abs(np.fft.rfft(signal * np.hanning(len(signal))))
+    bin_hz = rate / len(signal)
+    peak = spectrum[int(frequency / bin_hz) - 2 : int(frequency / bin_hz) + 3].max()
+    return float(20 * np.log10(peak / np.median(spectrum)))
+
+
+async def test_the_composite_records_the_call_as_laid_out_with_everyone_s_sound(
+    room_server: RoomServer, daemon_config: Callable[..., VcalldConfig], tmp_path: Path
+) -> None:
+    """Two remote participants: one file, their two patterns in the screen's grid, both
+    tones in its sound, as long as the call; closed when the last of them has left."""
+    folder = tmp_path / "recordings"
+    size = {"composite_width": 640, "composite_height": 360, "composite_fps": 10}
+    recorder_config = {"enabled": True, "directory": str(folder), "mode": "composite", **size}
+    recording = daemon_config(room_server, "dev-b", recorder=recorder_config)
+    a = daemon_config(room_server, "dev-a", audio={"tone_frequency_hz": 440.0})
+    c = daemon_config(room_server, "dev-c", audio={"tone_frequency_hz": 1000.0})
+    async with running(recording) as b:
+        async with running(a), running(c):
+            await eventually(lambda: video_ok(received(b, "dev-a"), min_fps=15), 20)
+            await eventually(lambda: video_ok(received(b, "dev-c"), min_fps=15), 20)
+            await asyncio.sleep(3)
+            live = b.media()
+        recorder = b.recorder
+        assert recorder is not None
+        await eventually(recorder.finished, 10)
+        (stats,) = recorder.finished()
+    assert live["@composite"]["recording"]["path"] == str(stats.path)
+    assert stats.error is None and stats.path.name.endswith("-composite.mkv")
+    with av.open(str(stats.path)) as container:
+        video = container.streams.video[0]
+        assert (video.codec_context.name, video.width, video.height) == ("h264", 640, 360)
+        assert container.streams.audio[0].codec_context.name == "opus"
+        pictures = list(container.decode(video=0))
+    with av.open(str(stats.path)) as container:
+        sound = np.concatenate([left(frame) for frame in container.decode(audio=0)])
+    assert len(pictures) >= 10 * 3, len(pictures)
+    assert len(sound) == pytest.approx(len(pictures) / 10 * 48000, rel=0.05)
+
+    both = pictures[len(pictures) * 3 // 4]  # while both were there
+    for tile in grid(2, 640, 360):
+        shown = letterbox(640, 480, tile)
+        planes = [
+            picture_plane(both, index)[
+                shown.y // scale : (shown.y + shown.height) // scale,
+                shown.x // scale : (shown.x + shown.width) // scale,
+            ]
+            for index, scale in ((0, 1), (1, 2), (2, 2))
+        ]
+        assert bars_match(*planes), f"no pattern in the tile at {shown}"
+    stretch = sound[len(sound) * 3 // 4 : len(sound) * 3 // 4 + 24000].astype(np.float64)
+    for tone in (440.0, 1000.0):
+        assert tone_prominence(stretch, 48000, tone) > 30, tone

@@ -1,22 +1,28 @@
 """Screen sharing: an X server's screen (Xvfb showing the stamped test pattern) goes out
-instead of the camera, is recognised by the far end, and the camera comes back."""
+instead of the camera, or next to it as a second track, is recognised by the far end, and
+the camera comes back."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from fractions import Fraction
 from pathlib import Path
+from typing import Any
 
 from av import VideoFrame
 
+from tests.conftest import Device
 from tests.helpers import eventually, received, running, video_ok
 from tests.test_config import problems, write
 from tests.xserver import showing_pattern, x_server
 from vcalld.commands import StartScreenShareCommand, StopScreenShareCommand
 from vcalld.config import VcalldConfig
+from vcalld.daemon import Daemon
 from vcalld.media.frames import black_video
 from vcalld.media.timeline import VideoTimeline
 from vcalld.room.server import RoomServer
+from vcalld.state import screen_of
 
 SCREEN = (640, 480)
 CAMERA = (320, 240)
@@ -45,6 +51,40 @@ async def test_the_screen_goes_out_instead_of_the_camera_and_the_camera_comes_ba
             back_state = a.state.current
     assert (shared_state.video_source, shared_state.video_source_problem) == ("screen", None)
     assert back_state.video_source == "test-pattern"
+
+
+def screen_from(daemon: Daemon, name: str) -> dict[str, Any]:
+    """What `daemon`'s sink measured of the screen the participant `name` shares."""
+    ids = [p.id for p in daemon.state.current.participants if p.name == name]
+    return daemon.renderer.snapshot().get(screen_of(ids[0]), {}) if ids else {}
+
+
+async def test_the_screen_as_a_second_track_arrives_next_to_the_camera(device: Device) -> None:
+    """The far end gets a second video track, the screen, while the camera goes on; stop
+    ends the screen's frames alone, and sharing again brings them back."""
+    with x_server(*SCREEN) as display, showing_pattern(display, *SCREEN):
+        sharing = device(
+            "dev-a",
+            video={"width": CAMERA[0], "height": CAMERA[1]},
+            screen_share={"display": display, "fps": 15, "mouse": False, "second_track": True},
+        )
+        async with running(sharing) as a, running(device("dev-b")) as b:
+            await eventually(lambda: video_ok(received(b, "dev-a"), CAMERA), 20)
+            assert screen_from(b, "dev-a") == {}
+            assert (await a.execute(StartScreenShareCommand())).ok
+            await eventually(lambda: video_ok(screen_from(b, "dev-a"), SCREEN, min_fps=10), 15)
+            assert video_ok(received(b, "dev-a"), CAMERA)  # the camera, all along
+            assert a.state.current.video_source == "screen"
+
+            assert (await a.execute(StopScreenShareCommand())).ok
+            await asyncio.sleep(1.0)
+            frames = screen_from(b, "dev-a")["video"]["frames"]
+            await asyncio.sleep(1.0)
+            assert screen_from(b, "dev-a")["video"]["frames"] == frames
+            assert video_ok(received(b, "dev-a"), CAMERA)
+
+            assert (await a.execute(StartScreenShareCommand())).ok
+            await eventually(lambda: screen_from(b, "dev-a")["video"]["frames"] > frames + 15, 10)
 
 
 async def test_a_missing_display_sends_black_says_why_and_stop_returns_to_the_camera(

@@ -60,7 +60,15 @@ from vcalld.media.sinks.speaker import Speaker
 from vcalld.media.sources.base import AdjustableCamera, VideoSource
 from vcalld.media.sources.screen import ScreenSource
 from vcalld.media.voice.processor import process_microphone
-from vcalld.state import CallState, DeviceState, DisabledProcessor, Participant, StateStore
+from vcalld.state import (
+    CallState,
+    DeviceState,
+    DisabledProcessor,
+    Participant,
+    StateStore,
+    screen_of,
+    sharer_of,
+)
 
 log = logging.getLogger(__name__)
 UPLOAD = "@upload"  # not a participant id: the room server and Janus make none with "@"
@@ -101,6 +109,8 @@ class Daemon:
                 audio_source=config.audio.source if config.audio.enabled else None,
             )
         )
+        if self.recorder is not None:
+            self.state.listen(self.recorder.show_state)
         self.audio_mixer = AudioMixer(config.audio_mix, self.speaker, self.state)
         self.outgoing.audio_mix = self.audio_mixer.mix_into
         self._backend = make_backend(
@@ -272,10 +282,10 @@ class Daemon:
         self.state.update(video_enabled=on)
 
     async def _changing_what_is_sent(self, change: Callable[[], None]) -> None:
-        """Renegotiates the call if `change` turned the video going out on or off."""
-        before = self.outgoing.sending_video
+        """Renegotiates the call if `change` turned a video track going out on or off."""
+        before = self.outgoing.sending
         change()
-        if self.outgoing.sending_video != before:
+        if self.outgoing.sending != before:
             await self._backend.renegotiate()
 
     async def _start_screen_share(self) -> None:
@@ -390,9 +400,13 @@ class Daemon:
             changes["last_error"] = error
         self.state.update(**changes)
 
-    def _name_of(self, participant_id: str) -> str:
+    def _name_of(self, key: str) -> str:
+        """A participant's name, or "<name>'s screen" for the screen they share."""
         names = {p.id: p.name for p in self.state.current.participants}
-        return names.get(participant_id, participant_id)
+        sharer = sharer_of(key)
+        if sharer is not None:
+            return f"{names.get(sharer, sharer)}'s screen"
+        return names.get(key, key)
 
     def participant_changed(self, participant: Participant) -> None:
         self.state.set_participant(participant)
@@ -400,6 +414,7 @@ class Daemon:
     def participant_left(self, participant_id: str) -> None:
         self.state.remove_participant(participant_id)
         self.renderer.forget(participant_id)
+        self.renderer.forget(screen_of(participant_id))
         if self.speaker is not None:
             self.speaker.forget(participant_id)
 

@@ -26,6 +26,19 @@ class Participant(BaseModel):
     connection: str = "new"
 
 
+SCREEN_SUFFIX = "#screen"  # room servers and Janus make no ids with "#"
+
+
+def screen_of(participant_id: str) -> str:
+    """The key a participant's shared screen (a second video track) is rendered under."""
+    return participant_id + SCREEN_SUFFIX
+
+
+def sharer_of(key: str) -> str | None:
+    """The participant whose screen `key` is, or None for a participant's own key."""
+    return key.removesuffix(SCREEN_SUFFIX) if key.endswith(SCREEN_SUFFIX) else None
+
+
 class AudioMixStatus(StrEnum):
     OPENING = "opening"
     PLAYING = "playing"

@@ -20,8 +20,14 @@ from vcalld.call.audio.sender import VoiceSettings
 from vcalld.call.events import LocalMedia
 
 log = logging.getLogger(__name__)
-KINDS = ("audio", "video")
+# What a connection carries, each on a transceiver of its own, in m-line order: the shared
+# screen, as a second track, is the second video one.
+SLOTS = ("audio", "video", "screen")
 NO_MEDIA = LocalMedia(audio=None, video=None)
+
+
+def _kind(slot: str) -> str:
+    return "video" if slot == "screen" else slot
 
 
 class MediaConnection:
@@ -37,8 +43,10 @@ class MediaConnection:
         voice: VoiceSettings,
         tasks: asyncio.TaskGroup,
         on_state: Callable[[str], None],
-        on_track: Callable[[MediaStreamTrack], Awaitable[None]] | None = None,
+        on_track: Callable[[MediaStreamTrack, bool], Awaitable[None]] | None = None,
     ) -> None:
+        """`on_track(track, screen)` consumes a remote track; `screen` is true for the far
+        end's shared screen (its second video track)."""
         self.label = label
         self._media = media
         self._voice = voice
@@ -47,7 +55,8 @@ class MediaConnection:
         self._on_state = on_state
         self._owned: list[asyncio.Task[None]] = []
         self._local_tracks: list[MediaStreamTrack] = []
-        self._sending: dict[str, RTCRtpTransceiver] = {}  # by kind: where our track goes
+        self._slots: dict[str, RTCRtpTransceiver] = {}  # the transceiver of each slot
+        self._ours: set[str] = set()  # the slots our tracks go out on
         self._receive = True  # a mesh peer or subscriber; False: an SFU publisher
         self.pc = RTCPeerConnection(configuration)
         self.pc.on("track", self._track_arrived)
@@ -55,20 +64,20 @@ class MediaConnection:
 
     async def create_offer(self, *, receive: bool) -> RTCSessionDescription:
         """An offer sending what we send now, renegotiating if there was one before. With
-        `receive` (a mesh peer) it has one transceiver of each kind from the first, also for a
-        kind we cannot send; without (an SFU publisher) one for each kind as we first send it
-        (an SFU rejects a stream that starts inactive, for good)."""
+        `receive` (a mesh peer) it has a transceiver for every slot from the first, also one
+        we cannot send on (the far end may); without (an SFU publisher) one for each slot as
+        we first send on it (an SFU rejects a stream that starts inactive, for good)."""
         self._receive = receive
-        negotiated = {transceiver.kind for transceiver in self.pc.getTransceivers()}
-        for kind in KINDS:
-            if kind in negotiated or not (receive or self._media.sends(kind)):
+        for slot in SLOTS:
+            if slot in self._slots or not (receive or self._media.sends(slot)):
                 continue
-            track = self._local_track(kind)
+            track = self._local_track(slot)
             if track is not None:
-                self._sending[kind] = self.pc.addTransceiver(track)
-                self._fix_codec(kind)
+                self._slots[slot] = self.pc.addTransceiver(track)
+                self._ours.add(slot)
+                self._fix_codec(slot)
             elif receive:
-                self.pc.addTransceiver(kind, direction="recvonly")
+                self._slots[slot] = self.pc.addTransceiver(_kind(slot), direction="recvonly")
         self._set_directions()
         await self.pc.setLocalDescription(await self.pc.createOffer())
         return self.pc.localDescription
@@ -78,37 +87,51 @@ class MediaConnection:
         self._attach_audio_engine()
 
     async def answer(self, offer: RTCSessionDescription) -> RTCSessionDescription:
-        """Answers `offer` (a first one or a renegotiation), sending our media on the first
-        offered transceiver of each kind we have, as far as we send it now."""
+        """Answers `offer` (a first one or a renegotiation): the offered transceivers take
+        the slots in order (the first video one the camera's, the second the screen's), and
+        ours send on them as far as we send now."""
         await self.pc.setRemoteDescription(offer)
         for transceiver in self.pc.getTransceivers():
-            if transceiver.kind not in self._sending:
-                track = self._local_track(transceiver.kind)
-                if track is not None:
-                    transceiver.sender.replaceTrack(track)
-                    self._sending[transceiver.kind] = transceiver
-                    self._fix_codec(transceiver.kind)
+            slot = self._free_slot(transceiver)
+            if slot is None:
+                continue
+            self._slots[slot] = transceiver
+            track = self._local_track(slot)
+            if track is not None:
+                transceiver.sender.replaceTrack(track)
+                self._ours.add(slot)
+                self._fix_codec(slot)
         self._set_directions()
         await self.pc.setLocalDescription(await self.pc.createAnswer())
         self._attach_audio_engine()
         return self.pc.localDescription
+
+    def _free_slot(self, transceiver: RTCRtpTransceiver) -> str | None:
+        """The slot a newly offered transceiver takes; None: already placed, or one more
+        than we have slots for (left receive-only, as aiortc made it)."""
+        if transceiver in self._slots.values():
+            return None
+        return next(
+            (s for s in SLOTS if _kind(s) == transceiver.kind and s not in self._slots), None
+        )
 
     @property
     def renegotiable(self) -> bool:
         """Whether an offer can be made now: not while one is waiting for its answer."""
         return self.pc.signalingState == "stable" and self.pc.connectionState != "closed"
 
-    def _fix_codec(self, kind: str) -> None:
+    def _fix_codec(self, slot: str) -> None:
         """A source's own encoding (H.264 from a camera or a plugin) is the only one sent."""
-        codec = self._media.video_codec if kind == "video" else None
+        codec = self._media.video_codec if slot == "video" else None
         if codec is not None:
-            aiortc_hooks.only_codec(self._sending[kind], codec)
+            aiortc_hooks.only_codec(self._slots[slot], codec)
 
     def _set_directions(self) -> None:
-        """A kind we have but do not send now (video in a voice-only call) keeps its track
-        and its m-line; only its direction says so, which the far end sees as no track."""
-        for kind, transceiver in self._sending.items():
-            sending = self._media.sends(kind)
+        """A slot we have but do not send on now (video in a voice-only call, a screen not
+        shared) keeps its track and its m-line; only its direction says so, which the far
+        end sees as no track."""
+        for slot in self._ours:
+            transceiver, sending = self._slots[slot], self._media.sends(slot)
             if self._receive:
                 transceiver.direction = "sendrecv" if sending else "recvonly"
             else:
@@ -129,8 +152,9 @@ class MediaConnection:
         for loop in aiortc_hooks.attach(self.pc, self._voice):
             self._own(loop, f"playout-{self.label}-{len(self._owned)}")
 
-    def _local_track(self, kind: str) -> MediaStreamTrack | None:
-        factory = self._media.audio if kind == "audio" else self._media.video
+    def _local_track(self, slot: str) -> MediaStreamTrack | None:
+        media = self._media
+        factory = {"audio": media.audio, "video": media.video, "screen": media.screen}[slot]
         if factory is None:
             return None
         track = factory()
@@ -139,8 +163,14 @@ class MediaConnection:
 
     def _track_arrived(self, track: MediaStreamTrack) -> None:
         if self._on_track is not None:
-            work = functools.partial(self._on_track, track)
+            work = functools.partial(self._on_track, track, self._is_screen(track))
             self._own(work, f"remote-{track.kind}-{self.label}")
+
+    def _is_screen(self, track: MediaStreamTrack) -> bool:
+        """The far end's second video track is its shared screen (told by position: the
+        event comes before an answer has placed the transceivers in slots)."""
+        videos = [t for t in self.pc.getTransceivers() if t.kind == "video"]
+        return len(videos) > 1 and videos[1].receiver.track is track
 
     def _own(self, work: Callable[[], Awaitable[None]], name: str) -> None:
         self._owned.append(self._tasks.create_task(self._logged(work, name), name=name))

@@ -8,7 +8,7 @@ from typing import Protocol
 
 from aiortc.mediastreams import MediaStreamTrack
 
-from vcalld.state import CallState, Participant
+from vcalld.state import CallState, Participant, screen_of
 
 
 def _always(kind: str) -> bool:
@@ -26,6 +26,9 @@ class LocalMedia:
     sends: Callable[[str], bool] = _always
     # The one codec the video goes out in when its source encodes it ("video/H264").
     video_codec: str | None = None
+    # The shared screen as a second video track (`[screen_share] second_track`); `sends`
+    # says "screen" while it is shared.
+    screen: Callable[[], MediaStreamTrack] | None = None
 
 
 class CallObserver(Protocol):
@@ -42,3 +45,15 @@ class CallObserver(Protocol):
 
 
 Signaller = Callable[[dict[str, object]], Awaitable[None]]
+
+
+def remote_tracks_of(
+    observer: CallObserver, participant_id: str
+) -> Callable[[MediaStreamTrack, bool], Awaitable[None]]:
+    """What a participant's connection hands its remote tracks to (a `MediaConnection`'s
+    `on_track`): their shared screen under a key of its own, `screen_of(participant_id)`."""
+
+    def consume(track: MediaStreamTrack, screen: bool) -> Awaitable[None]:
+        return observer.remote_track(screen_of(participant_id) if screen else participant_id, track)
+
+    return consume

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import aioice.ice
-from aiortc import RTCConfiguration, RTCIceServer
+from aiortc import RTCBundlePolicy, RTCConfiguration, RTCIceServer
 
 from vcalld.config.models import IceServer
 
@@ -30,10 +30,14 @@ def restrict_host_addresses(addresses: list[str]) -> None:
 
 
 def rtc_configuration(servers: list[IceServer]) -> RTCConfiguration:
-    """An explicit server list: given none, aiortc would add a public STUN server."""
+    """An explicit server list: given none, aiortc would add a public STUN server. Every
+    m-line on one transport from the start (max-bundle): with aiortc's default (balanced) a
+    second transceiver of a kind (the shared screen's video) joins its kind's first
+    transport, which the answer's BUNDLE then discards without moving it."""
     return RTCConfiguration(
         iceServers=[
             RTCIceServer(urls=server.urls, username=server.username, credential=server.credential)
             for server in servers
-        ]
+        ],
+        bundlePolicy=RTCBundlePolicy.MAX_BUNDLE,
     )

@@ -398,7 +398,7 @@ class ProcessorsConfig(Section):
 
 
 class ScreenShareConfig(Section):
-    """What `start-screen-share` sends instead of the camera."""
+    """What `start-screen-share` sends, instead of the camera or next to it."""
 
     display: str = Field(
         default=":0",
@@ -409,10 +409,18 @@ class ScreenShareConfig(Section):
     height: int = Field(default=0, ge=0, le=4320, multiple_of=2, description="0: the screen's.")
     fps: int = Field(default=10, ge=1, le=60)
     mouse: bool = Field(default=True, description="Draw the mouse pointer.")
+    second_track: bool = Field(
+        default=False,
+        description=(
+            "Send the screen next to the camera, as a second video track that the far ends "
+            "show in a tile of its own (false: in the camera's place)."
+        ),
+    )
 
 
 class RecorderConfig(Section):
-    """Record each remote participant (H.264 and Opus in Matroska, a file each)."""
+    """Record the call: each remote participant to a file of their own, or the composite
+    (H.264 and Opus in Matroska)."""
 
     enabled: bool = Field(
         default=False, description="Allow recording (and the start/stop-recording commands)."
@@ -420,8 +428,21 @@ class RecorderConfig(Section):
     record_at_start: bool = Field(default=True, description="Record as soon as the daemon runs.")
     directory: Path = Field(
         default=Path("/var/lib/vcalld/recordings"),
-        description="Files are named <date>-<time>-<participant's name>-<id>.mkv.",
+        description=(
+            "Files are named <date>-<time>-<participant's name>-<id>.mkv, or "
+            "<date>-<time>-composite.mkv."
+        ),
     )
+    mode: Literal["participants", "composite"] = Field(
+        default="participants",
+        description=(
+            "participants: a file for each remote participant; composite: the call as the "
+            "screen lays it out, everyone's sound mixed, in one file."
+        ),
+    )
+    composite_width: int = Field(default=1280, ge=64, le=3840, multiple_of=2)
+    composite_height: int = Field(default=720, ge=64, le=2160, multiple_of=2)
+    composite_fps: int = Field(default=15, ge=1, le=60)
 
 
 class DisplayConfig(Section):

@@ -47,10 +47,14 @@ class OutgoingMedia:
             load_source(config.audio.source, config.audio) if config.audio.enabled else None
         )
         self._video = Fanout("video", depth=1)
+        self.screen_track = config.screen_share.second_track and self.video_source is not None
+        self._screen = Fanout("video", depth=1)  # the second track's, when it is one
+        self._screen_timeline = VideoTimeline()
         self._audio = Fanout("audio", depth=AUDIO_SLOTS)
         self.audio_muted = False
         self.video_muted = False
-        self.sharing_screen = False  # the screen's frames go out; the camera's are dropped
+        # The screen's frames go out; in the camera's place the camera's are dropped.
+        self.sharing_screen = False
         self._video_on = _Switch(config.video.send_at_start and self.video_source is not None)
         self._timeline = VideoTimeline()
         # Added to the outgoing audio after mute and processing, which are the microphone's.
@@ -95,18 +99,30 @@ class OutgoingMedia:
         return LocalMedia(
             audio=self._audio.subscribe if self.audio_source is not None else None,
             video=self._video.subscribe if self.video_source is not None else None,
-            sends=lambda kind: kind != "video" or self.sending_video,
+            sends=self._sends,
             video_codec=(
                 self.video_source.codec
                 if isinstance(self.video_source, EncodedVideoSource)
                 else None
             ),
+            screen=self._screen.subscribe if self.screen_track else None,
         )
+
+    def _sends(self, kind: str) -> bool:
+        if kind == "screen":
+            return self.sharing_screen and self.screen_track
+        return kind != "video" or self.sending_video
 
     @property
     def sending_video(self) -> bool:
-        """A shared screen goes out in a voice-only call too; the camera stays off."""
-        return self.video_enabled or self.sharing_screen
+        """A screen shared in the camera's place goes out in a voice-only call too (the
+        camera stays off)."""
+        return self.video_enabled or (self.sharing_screen and not self.screen_track)
+
+    @property
+    def sending(self) -> tuple[bool, bool]:
+        """Whether the camera's track and the screen's send: a change is renegotiated."""
+        return self.sending_video, self._sends("screen")
 
     @property
     def video_enabled(self) -> bool:
@@ -120,7 +136,9 @@ class OutgoingMedia:
         self._video_on.set(on)
 
     def share_screen(self, on: bool) -> None:
-        """The screen's frames (`publish_screen`) go out in place of the camera's."""
+        """The screen's frames (`publish_screen`) go out."""
+        if on and self.screen_track:
+            self._screen_timeline.new_segment()
         self.sharing_screen = on
 
     async def _video_while_on(self, source: VideoSource, report: ReportProblem) -> None:
@@ -134,12 +152,19 @@ class OutgoingMedia:
             report(None)  # a camera that is not wanted is missed by no one
 
     def publish_screen(self, frame: Frame) -> None:
-        """A frame of the shared screen, sent in place of the camera's."""
-        if self.sharing_screen:
+        """A frame of the shared screen, sent on a track of its own or in the camera's place;
+        mute blacks it out as it does the camera."""
+        if not self.sharing_screen:
+            return
+        if not self.screen_track:
             self._send_video(self._timeline.stamp("screen", frame))
+            return
+        if self.video_muted and isinstance(frame, VideoFrame):
+            frame = _black_like(frame)
+        self._screen.publish(self._screen_timeline.stamp("screen", frame))
 
     def _publish_video(self, frame: Media) -> None:
-        if not self.sharing_screen:
+        if not self.sharing_screen or self.screen_track:
             self._send_video(self._timeline.stamp("camera", frame))
 
     def _send_video(self, frame: Media) -> None:

@@ -22,7 +22,7 @@ from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 from vcalld.call.backends.base import SessionBackend
 from vcalld.call.backends.mesh_peer import SignalError, parse_candidate
 from vcalld.call.connection import NO_MEDIA, MediaConnection
-from vcalld.call.events import CallObserver, LocalMedia
+from vcalld.call.events import CallObserver, LocalMedia, remote_tracks_of
 from vcalld.call.ice import rtc_configuration
 from vcalld.call.janus.session import Handle, JanusError, JanusSession, SessionSettings
 from vcalld.call.janus.transport import JanusConnectionError
@@ -269,7 +269,7 @@ class _Subscription:
             media=NO_MEDIA,
             voice=self._backend.voice,
             tasks=tasks,
-            on_track=functools.partial(self._backend.observer.remote_track, self.participant.id),
+            on_track=remote_tracks_of(self._backend.observer, self.participant.id),
             on_state=self._connection_state,
         )
         try:

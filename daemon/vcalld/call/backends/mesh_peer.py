@@ -4,7 +4,6 @@ server, whose messages are parsed here."""
 from __future__ import annotations
 
 import asyncio
-import functools
 import logging
 from typing import Any
 
@@ -13,7 +12,7 @@ from aiortc.sdp import candidate_from_sdp
 
 from vcalld.call.audio.sender import VoiceSettings
 from vcalld.call.connection import MediaConnection
-from vcalld.call.events import CallObserver, LocalMedia, Signaller
+from vcalld.call.events import CallObserver, LocalMedia, Signaller, remote_tracks_of
 from vcalld.state import Participant
 
 log = logging.getLogger(__name__)
@@ -80,7 +79,7 @@ class Peer:
             media=media,
             voice=voice,
             tasks=tasks,
-            on_track=functools.partial(observer.remote_track, participant.id),
+            on_track=remote_tracks_of(observer, participant.id),
             on_state=self._on_connection_state,
         )
         self.pc = self.connection.pc

@@ -1,4 +1,5 @@
-"""The recorder: each remote participant's audio and video to a Matroska file of their own.
+"""The recorder: each remote participant's audio and video to a Matroska file of their own,
+or, in composite mode, the whole call to one (media/sinks/composite.py).
 
 What arrives is decoded already, so it is encoded again: H.264 (libx264, ultrafast) at the
 size of the participant's first picture, and Opus. A participant's tracks start within
@@ -21,7 +22,6 @@ from collections.abc import Callable
 from contextlib import suppress
 from dataclasses import dataclass, field
 from fractions import Fraction
-from pathlib import Path
 from typing import Any
 
 import av
@@ -34,6 +34,9 @@ from av.frame import Frame
 from vcalld.config import VcalldConfig
 from vcalld.media.frames import silent_audio
 from vcalld.media.own_thread import run_in_own_thread
+from vcalld.media.sinks.composite import CompositeRecording
+from vcalld.media.sinks.recording_stats import RecordingStats, described
+from vcalld.state import DeviceState
 
 log = logging.getLogger(__name__)
 
@@ -43,15 +46,6 @@ POLL_SECONDS = 0.1
 CLOSE_SECONDS = 5.0  # to encode what is queued and write the file's index
 OPUS_FRAME = 960  # 20 ms at 48 kHz
 MILLISECONDS = Fraction(1, 1000)
-
-
-@dataclass
-class RecordingStats:
-    path: Path
-    video_frames: int = 0
-    audio_frames: int = 0
-    dropped: int = 0
-    error: str | None = None
 
 
 @dataclass
@@ -72,17 +66,24 @@ class _Recording:
             self.stats.dropped += 1
 
 
+COMPOSITE = "@composite"  # the composite's key among the participants' recordings
+
+
 class Recorder:
     """A `Renderer`: `render` records a participant's track until it ends, while recording
     is on (`[recorder] record_at_start`, then the start- and stop-recording commands)."""
 
     def __init__(self, config: VcalldConfig, names: Callable[[str], str] | None = None) -> None:
+        self._config = config.recorder
         self._directory = config.recorder.directory
         self._names = names or (lambda participant_id: participant_id)
         self.recording = config.recorder.record_at_start
         self._recordings: dict[str, _Recording] = {}
         self._tracks: dict[str, int] = {}
         self._finished: list[RecordingStats] = []
+        self._composite: CompositeRecording | None = None
+        self._composite_writer: asyncio.Task[None] | None = None
+        self._participants: list[tuple[str, str, str]] = []
 
     async def render(self, participant_id: str, track: MediaStreamTrack) -> None:
         self._tracks[participant_id] = self._tracks.get(participant_id, 0) + 1
@@ -90,19 +91,52 @@ class Recorder:
             while True:
                 frame = await track.recv()
                 if self.recording and isinstance(frame, Frame):
-                    self._recording_of(participant_id).offer(track.kind, frame)
+                    self._take(participant_id, track.kind, frame)
         except MediaStreamError:
             pass
         finally:
+            if self._composite is not None:
+                self._composite.track_ended(participant_id, track.kind)
             self._tracks[participant_id] -= 1
             if not self._tracks[participant_id]:
                 del self._tracks[participant_id]
                 await _closed(self._end(participant_id))
+            if not self._tracks:  # the last one left: the composite ends with its call
+                await _closed(self._end_composite())
+
+    def show_state(self, state: DeviceState) -> None:
+        """Who is in the call, for the composite's tiles."""
+        self._participants = [(p.id, p.name, p.connection) for p in state.participants]
+        if self._composite is not None:
+            self._composite.participants(self._participants)
 
     async def stop(self) -> None:
         """Stop recording: every file is closed, playable; new ones start with `start`."""
         self.recording = False
-        await _closed(*(self._end(participant_id) for participant_id in list(self._recordings)))
+        ending = [self._end(participant_id) for participant_id in list(self._recordings)]
+        await _closed(*ending, self._end_composite())
+
+    def _take(self, participant_id: str, kind: str, frame: Frame) -> None:
+        if self._config.mode == "participants":
+            self._recording_of(participant_id).offer(kind, frame)
+            return
+        composite = self._composite or self._begin_composite()
+        if isinstance(frame, VideoFrame):
+            composite.video(participant_id, frame)
+        elif isinstance(frame, AudioFrame):
+            composite.audio(participant_id, frame)
+
+    def _begin_composite(self) -> CompositeRecording:
+        path = self._directory / f"{time.strftime('%Y%m%d-%H%M%S')}-composite.mkv"
+        composite = self._composite = CompositeRecording(self._config, path)
+        composite.participants(self._participants)
+        self._composite_writer = asyncio.get_running_loop().create_task(
+            run_in_own_thread("composite-recorder", composite.write, composite.done),
+            name="record-composite",
+        )
+        self._composite_writer.add_done_callback(lambda _: self._finished.append(composite.stats))
+        log.info("recording the call to %s", path)
+        return composite
 
     def start(self) -> None:
         self.recording = True
@@ -134,15 +168,26 @@ class Recorder:
         recording.done.set()
         return recording.writer
 
+    def _end_composite(self) -> asyncio.Task[None] | None:
+        composite, self._composite = self._composite, None
+        if composite is None:
+            return None
+        composite.done.set()
+        return self._composite_writer
+
     def forget(self, participant_id: str) -> None:
         """Nothing to drop: the file was closed when the participant's tracks ended."""
 
     def snapshot(self) -> dict[str, Any]:
-        """Per participant being recorded: the file, frames written and dropped."""
-        return {
-            participant_id: {"recording": _described(recording.stats)}
+        """Per participant being recorded (or "@composite"): the file, frames written and
+        dropped."""
+        recorded = {
+            participant_id: {"recording": described(recording.stats)}
             for participant_id, recording in self._recordings.items()
         }
+        if self._composite is not None:
+            recorded[COMPOSITE] = {"recording": described(self._composite.stats)}
+        return recorded
 
     def finished(self) -> list[RecordingStats]:
         return list(self._finished)
@@ -159,16 +204,6 @@ async def _closed(*writers: asyncio.Task[None] | None) -> None:
     except asyncio.CancelledError:
         await asyncio.wait(pending, timeout=CLOSE_SECONDS)
         raise
-
-
-def _described(stats: RecordingStats) -> dict[str, Any]:
-    return {
-        "path": str(stats.path),
-        "video_frames": stats.video_frames,
-        "audio_frames": stats.audio_frames,
-        "dropped": stats.dropped,
-        "error": stats.error,
-    }
 
 
 class _Writer:

@@ -51,7 +51,10 @@ function createPeer(participant) {
   };
   vcall.peers.set(participant.id, peer);
   for (const track of vcall.localStream.getTracks()) pc.addTrack(track, vcall.localStream);
-  pc.ontrack = (event) => stream.addTrack(event.track);
+  pc.ontrack = (event) => {
+    if (isScreen(pc, event.transceiver)) showScreen(peer, event.track);
+    else stream.addTrack(event.track);
+  };
   pc.onicecandidate = (event) => {
     const candidate = event.candidate ? event.candidate.toJSON() : null;
     send({ type: "signal", to: participant.id, data: { candidate } });
@@ -60,17 +63,39 @@ function createPeer(participant) {
   return peer;
 }
 
+// A participant's second video track is the screen they share (vcalld's
+// [screen_share] second_track): a tile of its own, shown while its frames come.
+function isScreen(pc, transceiver) {
+  const videos = pc.getTransceivers().filter((t) => t.receiver.track.kind === "video");
+  return videos.indexOf(transceiver) === 1;
+}
+
+function showScreen(peer, track) {
+  if (!peer.screenTile) {
+    peer.screenTile = addTile(peer.tile.id.slice("tile-".length) + "-screen", `${peer.name}'s screen`);
+    peer.screenTile.classList.add("screen");
+    peer.screenTile.querySelector("video").srcObject = new MediaStream([track]);
+  }
+  const tile = peer.screenTile;
+  tile.hidden = track.muted;
+  track.onmute = () => { tile.hidden = true; };
+  track.onunmute = () => { tile.hidden = false; };
+}
+
 function closePeer(id) {
   const peer = vcall.peers.get(id);
   if (!peer) return;
   peer.pc.close();
   peer.tile.remove();
+  if (peer.screenTile) peer.screenTile.remove();
   vcall.peers.delete(id);
 }
 
 async function offerTo(participant) {
   const peer = createPeer(participant);
   peer.offerer = true;
+  // Room for the far end's shared screen: an answer cannot add an m-line.
+  peer.pc.addTransceiver("video", { direction: "recvonly" });
   await offer(participant.id, peer);
 }
 
