@@ -10,11 +10,13 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # tests; systemd brings systemd-analyze and systemd-sysusers for the unit's tests; SDL2,
 # SDL2_ttf and the DejaVu font draw the screen (PySDL2 loads them), on Xvfb and weston in its
 # X11 and Wayland tests; gst-rtsp-server (through Debian's python3-gi) is the RTSP server
-# the stream source's test plays from.
+# the stream source's test plays from; python3-pip installs a plugin the way a device's
+# owner does (the Debian package's environment has no pip).
 APT_PACKAGES := python3-venv python3-dev gcc g++ pkg-config libasound2-dev libsystemd-dev \
 	libwebrtc-audio-processing-dev iproute2 util-linux chromium mosquitto systemd espeak-ng \
 	libsdl2-2.0-0 libsdl2-ttf-2.0-0 fonts-dejavu-core xvfb weston libopus0 \
-	python3-gi gir1.2-gst-rtsp-server-1.0 gstreamer1.0-plugins-base gstreamer1.0-plugins-good
+	python3-gi gir1.2-gst-rtsp-server-1.0 gstreamer1.0-plugins-base gstreamer1.0-plugins-good \
+	python3-pip
 DEMO_ARGS ?= --with-peer --duration 30
 PYTEST_ARGS ?=
 BENCH_ARGS ?=

@@ -4,6 +4,8 @@ that raises taken out while the call goes on."""
 
 from __future__ import annotations
 
+import os
+import subprocess
 import time
 from collections.abc import Callable, Iterator
 from fractions import Fraction
@@ -14,16 +16,17 @@ import av
 import numpy as np
 import pytest
 
-from tests.helpers import eventually, received, recording_events, running, tone_ok, video_ok
+from tests.helpers import BIN, eventually, received, recording_events, running, tone_ok, video_ok
 from tests.test_config import problems, write
 from vcalld.commands import parse_command
-from vcalld.config import VcalldConfig
+from vcalld.config import EX_CONFIG, VcalldConfig
 from vcalld.errors import InvalidCommandError
 from vcalld.media.frames import black_video
 from vcalld.media.layout import picture_plane
 from vcalld.media.pattern import bars_match
 from vcalld.media.processors.base import make_processor
 from vcalld.media.sinks.stats import dominant_frequency, level_dbfs
+from vcalld.plugins import PLUGIN_PATH_VARIABLE
 from vcalld.room.server import RoomServer
 
 EXAMPLE_PLUGIN = Path(__file__).parent / "example_plugin"
@@ -261,3 +264,27 @@ def test_malformed_set_processors_names_the_field(arguments: dict[str, Any], mes
     with pytest.raises(InvalidCommandError) as raised:
         parse_command("set-processors", arguments)
     assert str(raised.value).startswith(message), raised.value
+
+
+def test_a_plugin_installed_with_pip_target_is_found_through_the_plugin_path(
+    tmp_path: Path,
+) -> None:
+    """What a device's owner does with the Debian package, whose environment has no pip:
+    `pip install --no-deps --target` into a plugin directory (offline here), which
+    VCALLD_PLUGIN_PATH (or /usr/local/lib/vcalld/plugins) puts at the end of sys.path."""
+    plugins = tmp_path / "plugins"
+    pip = ["/usr/bin/python3", "-m", "pip", "install", "--quiet", "--no-index", "--no-deps"]
+    pip += ["--no-build-isolation", "--target", str(plugins), str(EXAMPLE_PLUGIN)]
+    subprocess.run(pip, check=True, cwd=tmp_path)
+    config = tmp_path / "vcalld.toml"
+    config.write_text('[[processors.outgoing_video]]\nname = "negative"\n')
+
+    def check_config(plugin_path: str) -> subprocess.CompletedProcess[str]:
+        command = [str(BIN / "vcalld"), "check-config", str(config)]
+        environment = {**os.environ, PLUGIN_PATH_VARIABLE: plugin_path}
+        return subprocess.run(command, capture_output=True, text=True, env=environment, check=False)
+
+    missing = check_config(str(tmp_path / "elsewhere"))
+    found = check_config(f"{tmp_path / 'elsewhere'}{os.pathsep}{plugins}")
+    assert missing.returncode == EX_CONFIG and "no processor 'negative'" in missing.stderr
+    assert found.returncode == 0, found.stderr

@@ -15,6 +15,7 @@ from vcalld.logs import setup_logging
 from vcalld.media.alsa.devices import describe, list_audio_devices
 from vcalld.media.camera.linux import LinuxCameraSystem
 from vcalld.media.camera.listing import describe_cameras
+from vcalld.plugins import add_plugin_directories
 from vcalld.room.server import RoomServer
 from vcalld.service import run_service
 
@@ -43,6 +44,7 @@ def vcalld_main(argv: list[str] | None = None) -> int:
     )
     demo.add_argument("--fps", type=int, default=DEFAULT_FPS, help="video frame rate")
     args = parser.parse_args(argv)
+    add_plugin_directories()  # before a config names their plugins
 
     if args.action == "check-config":
         config = _load_or_report(args.file, starting=False)

@@ -2,13 +2,32 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import os
+import sys
+from collections.abc import Callable, Mapping
 from importlib.metadata import entry_points
+from pathlib import Path
 from typing import Any
 
 SOURCE_GROUP = "vcalld.sources"
 RENDERER_GROUP = "vcalld.renderers"
 PROCESSOR_GROUP = "vcalld.processors"
+PLUGIN_PATH_VARIABLE = "VCALLD_PLUGIN_PATH"
+DEFAULT_PLUGIN_DIRECTORY = "/usr/local/lib/vcalld/plugins"
+
+
+def add_plugin_directories(environ: Mapping[str, str] = os.environ) -> list[str]:
+    """Where third-party plugins live outside vcalld's own environment (the package's has
+    no pip): directories made by `pip install --no-deps --target DIR`, those of
+    $VCALLD_PLUGIN_PATH or else /usr/local/lib/vcalld/plugins. Each goes at the end of
+    sys.path, so vcalld's own libraries are never shadowed, and the plugins' entry points
+    are found like the built-ins'. Returns the directories added."""
+    added = []
+    for directory in environ.get(PLUGIN_PATH_VARIABLE, DEFAULT_PLUGIN_DIRECTORY).split(os.pathsep):
+        if directory and directory not in sys.path and Path(directory).is_dir():
+            sys.path.append(directory)
+            added.append(directory)
+    return added
 
 
 class UnknownPluginError(LookupError):

@@ -17,6 +17,7 @@ from pydantic import BaseModel, ValidationError
 from vcalld.config.locate import KeyPath, key_lines, line_of
 from vcalld.config.models import VcalldConfig
 from vcalld.config.sources import toml_document
+from vcalld.plugins import PLUGIN_PATH_VARIABLE
 
 DEFAULT_PATH = Path("/etc/vcalld/vcalld.toml")
 ENV_PREFIX = "VCALLD_"
@@ -111,11 +112,12 @@ def _env_origin(path: KeyPath, environ: Mapping[str, str]) -> str | None:
 
 
 def _unknown_environment_names(environ: Mapping[str, str]) -> list[ConfigProblem]:
-    """Top-level `VCALLD_*` names that match no section; pydantic-settings would ignore them."""
+    """Top-level `VCALLD_*` names that match no section (but for VCALLD_PLUGIN_PATH, read
+    before any config is); pydantic-settings would ignore them."""
     sections = set(VcalldConfig.model_fields)
     problems = []
     for name in sorted(environ):
-        if not name.upper().startswith(ENV_PREFIX):
+        if not name.upper().startswith(ENV_PREFIX) or name == PLUGIN_PATH_VARIABLE:
             continue
         section = name[len(ENV_PREFIX) :].split(ENV_DELIMITER)[0].lower()
         if section not in sections:
