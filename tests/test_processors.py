@@ -5,6 +5,7 @@ that raises taken out while the call goes on."""
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import time
 from collections.abc import Callable, Iterator
@@ -272,9 +273,10 @@ def test_a_plugin_installed_with_pip_target_is_found_through_the_plugin_path(
     """What a device's owner does with the Debian package, whose environment has no pip:
     `pip install --no-deps --target` into a plugin directory (offline here), which
     VCALLD_PLUGIN_PATH (or /usr/local/lib/vcalld/plugins) puts at the end of sys.path."""
-    plugins = tmp_path / "plugins"
+    plugins, source = tmp_path / "plugins", tmp_path / "source"  # pip builds in the source
+    shutil.copytree(EXAMPLE_PLUGIN, source, ignore=shutil.ignore_patterns("*.dist-info"))
     pip = ["/usr/bin/python3", "-m", "pip", "install", "--quiet", "--no-index", "--no-deps"]
-    pip += ["--no-build-isolation", "--target", str(plugins), str(EXAMPLE_PLUGIN)]
+    pip += ["--no-build-isolation", "--target", str(plugins), str(source)]
     subprocess.run(pip, check=True, cwd=tmp_path)
     config = tmp_path / "vcalld.toml"
     config.write_text('[[processors.outgoing_video]]\nname = "negative"\n')
