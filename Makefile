@@ -35,7 +35,7 @@ define apt_install
 	fi
 endef
 
-.PHONY: demo test lint pytest test-package bench bench-audio bench-group bench-loss bench-loss-testbed bench-mqtt bench-video deb clean
+.PHONY: demo test lint pytest test-package bench bench-audio bench-group bench-loss bench-loss-testbed bench-mqtt bench-video bench-processors bench-composite deb clean
 
 demo: $(VENV)/.installed
 	$(BIN)/vcalld demo $(DEMO_ARGS)
@@ -84,6 +84,9 @@ bench-group: $(VENV)/.installed
 # The built-in frame processors, with FFmpeg's nearest filters in the same process as the peer.
 bench-processors: $(VENV)/.installed
 	$(BIN)/python -m bench.processors $(BENCH_ARGS)
+
+bench-composite: $(VENV)/.installed
+	$(BIN)/python -m bench.composite $(BENCH_ARGS)
 
 bench-mqtt: $(VENV)/.installed
 	$(SUDO) unshare --net sh -c 'ip link set lo up && exec $(BIN)/python -m bench.mqtt_latency $(BENCH_ARGS)'
