@@ -66,6 +66,11 @@ async def test_device_is_discovered_and_its_switch_works(
             fleet.publish(microphone["cmd_t"], microphone["pl_off"])
             state = (await fleet.next(f"{DEVICE}/state")).json()
             assert state["audio_muted"] is True and "audio_muted" in microphone["val_tpl"]
+            # And the video switch: off is a voice-only call.
+            video = components["video"]
+            fleet.publish(video["cmd_t"], video["pl_off"])
+            state = (await fleet.next(f"{DEVICE}/state")).json()
+            assert state["video_enabled"] is False and "video_enabled" in video["val_tpl"]
 
             # Home Assistant's birth message makes the device announce itself again.
             fleet.publish("homeassistant/status", b"online")

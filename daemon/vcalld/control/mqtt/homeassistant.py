@@ -31,8 +31,16 @@ def discovery_payload(topics: Topics, device_name: str, rooms: list[str]) -> dic
     components: dict[str, dict[str, Any]] = {
         "join": _button("Join call", topics.command("join")),
         "leave": _button("Leave call", topics.command("leave")),
-        "microphone": _switch("Microphone", topics, "audio", "audio_muted"),
-        "camera": _switch("Camera", topics, "video", "video_muted"),
+        "microphone": _switch(
+            "Microphone", topics, ("set-mute", "audio", False), "not value_json.audio_muted"
+        ),
+        "camera": _switch(
+            "Camera", topics, ("set-mute", "video", False), "not value_json.video_muted"
+        ),
+        # Off is a voice-only call (no video track, the camera closed); Camera off sends black.
+        "video": _switch(
+            "Video", topics, ("set-video", "enabled", True), "value_json.video_enabled"
+        ),
         "call_state": {
             "p": "sensor",
             "name": "Call state",
@@ -88,16 +96,18 @@ def _button(name: str, command_topic: str) -> dict[str, Any]:
     return {"p": "button", "name": name, "cmd_t": command_topic, "pl_prs": "{}"}
 
 
-def _switch(name: str, topics: Topics, argument: str, muted_field: str) -> dict[str, Any]:
-    """On means sending: the switch is the inverse of the mute flag."""
+def _switch(name: str, topics: Topics, on: tuple[str, str, bool], on_when: str) -> dict[str, Any]:
+    """A switch that sends `command` with `argument` = `value` to turn on (the opposite to
+    turn off), and is on when the state says `on_when`: on means sending."""
+    command, argument, value = on
     return {
         "p": "switch",
         "name": name,
-        "cmd_t": topics.command("set-mute"),
-        "pl_on": json.dumps({argument: False}),
-        "pl_off": json.dumps({argument: True}),
+        "cmd_t": topics.command(command),
+        "pl_on": json.dumps({argument: value}),
+        "pl_off": json.dumps({argument: not value}),
         "stat_t": topics.state,
-        "val_tpl": f"{{{{ 'OFF' if value_json.{muted_field} else 'ON' }}}}",
+        "val_tpl": f"{{{{ 'ON' if {on_when} else 'OFF' }}}}",
         "stat_on": "ON",
         "stat_off": "OFF",
     }
