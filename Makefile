@@ -48,9 +48,10 @@ lint: $(VENV)/.installed
 	$(BIN)/mypy
 
 # WebRTC tests run in a private network namespace that has only `lo`, so no ICE candidate on
-# another address can ever be tried.
+# another address can ever be tried, and in a mount namespace of their own, where the
+# recorder's full-disk test mounts a small tmpfs.
 pytest: $(VENV)/.installed
-	$(SUDO) unshare --net sh -c 'ip link set lo up && exec $(BIN)/pytest $(PYTEST_ARGS)'
+	$(SUDO) unshare --net --mount sh -c 'ip link set lo up && exec $(BIN)/pytest $(PYTEST_ARGS)'
 
 # The .deb installed in the test bed (tools/testbed): amd64 in a Debian 12 VM with systemd as
 # PID 1, part of `make test`. PACKAGE_ARCHES="amd64 arm64 armhf" adds the ARM chroots, whose

@@ -4,8 +4,9 @@ pattern, the tone and the length of the call."""
 from __future__ import annotations
 
 import asyncio
+import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import av
@@ -18,6 +19,7 @@ from vcalld.config import VcalldConfig
 from vcalld.media.display.layout import grid, letterbox
 from vcalld.media.layout import picture_plane
 from vcalld.media.pattern import bars_match
+from vcalld.media.sinks.recorder import Recorder
 from vcalld.media.sinks.stats import dominant_frequency
 from vcalld.room.server import RoomServer
 
@@ -115,6 +117,50 @@ async def test_recording_starts_and_stops_by_command_and_only_where_allowed(
         assert container.duration is not None
         assert container.duration / av.time_base == pytest.approx(2.0, abs=0.6)
     assert refused.error is not None and refused.error.code == "no-recorder", refused
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[Path]:
+    """A 64 KiB tmpfs: a disk that fills within seconds of recording. `make pytest` runs the
+    tests in a mount namespace of their own (`unshare --mount`), so the host never sees it;
+    run by hand as root, it lives as long as the test."""
+    folder = tmp_path / "small-disk"
+    folder.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(folder)], check=True)
+    try:
+        yield folder
+    finally:
+        subprocess.run(["umount", str(folder)], check=True)
+
+
+@pytest.mark.parametrize("mode", ["participants", "composite"])
+async def test_a_full_disk_ends_the_recording_with_the_reason_and_the_call_goes_on(
+    room_server: RoomServer,
+    daemon_config: Callable[..., VcalldConfig],
+    small_disk: Path,
+    mode: str,
+) -> None:
+    recorder_config = {"enabled": True, "directory": str(small_disk), "mode": mode}
+    recording = daemon_config(room_server, "dev-b", recorder=recorder_config)
+    async with running(daemon_config(room_server, "dev-a")), running(recording) as b:
+        await eventually(lambda: video_ok(received(b, "dev-a")), 20)
+        recorder = b.recorder
+        assert recorder is not None
+        # Ended by the disk (the snapshot says why while the participant is recorded), and
+        # the call still on.
+        failed = await eventually(lambda: failure(recorder), 30)
+        frames = received(b, "dev-a")["video"]["frames"]
+        await eventually(lambda: received(b, "dev-a")["video"]["frames"] > frames + 30, 5)
+        assert (await b.execute(StopRecordingCommand())).ok
+        (stats,) = recorder.finished()
+    assert "No space left on device" in failed and stats.error == failed
+    assert stats.video_frames > 0
+
+
+def failure(recorder: Recorder) -> str | None:
+    errors = [entry["recording"]["error"] for entry in recorder.snapshot().values()]
+    errors += [stats.error for stats in recorder.finished()]
+    return next((error for error in errors if error), None)
 
 
 def tone_prominence(signal: np.ndarray, rate: int, frequency: float) -> float:
