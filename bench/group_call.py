@@ -1,5 +1,6 @@
-"""A 7-person video call seen from one participant: vcalld through Janus, vcalld in a mesh,
-and headless Chromium (Janus's own demo page) through Janus, in the same run.
+"""A 7-person video call seen from one participant: vcalld through Janus, vcalld in a mesh
+(its video encoded for each of the six peers, and once for all, `[video] encode_once`), and
+headless Chromium (Janus's own demo page) through Janus, in the same run.
 
 The six other members are lightweight (tests/janus_crowd.py, bench/mesh_crowd.py): they send
 320x180 at 25 fps and connect to the measured participant only, so the machine's two cores
@@ -119,15 +120,15 @@ async def measure_daemon(
 
 
 @asynccontextmanager
-async def kiosk(work: Path, call: str) -> AsyncIterator[tuple[Path, int]]:
-    """`vcalld run` with the packaged defaults (a 640x480 test pattern at 30 fps) and the
-    `[call]` lines given; yields its control socket and pid."""
+async def kiosk(work: Path, call: str, more: str = "") -> AsyncIterator[tuple[Path, int]]:
+    """`vcalld run` with the packaged defaults (a 640x480 test pattern at 30 fps), the
+    `[call]` lines given and `more` sections; yields its control socket and pid."""
     folder = Path(tempfile.mkdtemp(dir=work))  # a socket left by the last run is not ours
     socket = folder / "kiosk.sock"
     config = folder / "kiosk.toml"
     config.write_text(
         f'[device]\nid = "kiosk"\n[control]\nsocket = "{socket}"\n'
-        f'[call]\nroom = "{ROOM}"\nauto_join = true\n{call}'
+        f'[call]\nroom = "{ROOM}"\nauto_join = true\n{call}{more}'
     )
     async with vcalld_process(config) as process:
         await eventually(socket.exists, 10)
@@ -146,18 +147,20 @@ async def vcalld_through_janus(work: Path, janus: Janus, window: float) -> Row:
         return await measure_daemon(Row("vcalld via Janus"), socket, pid, window, janus)
 
 
-async def vcalld_in_mesh(work: Path, window: float) -> Row:
+async def vcalld_in_mesh(work: Path, window: float, encode_once: bool = False) -> Row:
     server = RoomServer(RoomServerConfig(port=0, max_participants=8))
     await server.start()
     try:
         url = f"ws://127.0.0.1:{server.port}/ws"
         call = f'server_url = "{url}"\nice_host_addresses = ["127.0.0.1"]\n'
         arguments = ["--server", url, "--room", ROOM, "--peer", "kiosk"]
+        more = "[video]\nencode_once = true\n" if encode_once else ""
+        name = "vcalld in a mesh, encoded once" if encode_once else "vcalld in a mesh"
         async with (
-            kiosk(work, call) as (socket, pid),
+            kiosk(work, call, more) as (socket, pid),
             crowd_processes("bench.mesh_crowd", MEMBERS, arguments),
         ):
-            return await measure_daemon(Row("vcalld in a mesh"), socket, pid, window, None)
+            return await measure_daemon(Row(name), socket, pid, window, None)
     finally:
         await server.stop()
 
@@ -209,6 +212,7 @@ async def run(window: float) -> list[Row]:
             scenarios: list[Callable[[], Awaitable[Row]]] = [
                 lambda: vcalld_through_janus(work, janus, window),
                 lambda: vcalld_in_mesh(work, window),
+                lambda: vcalld_in_mesh(work, window, encode_once=True),
                 lambda: chromium_through_janus(work, janus, window),
             ]
             return [await scenario() for scenario in scenarios]

@@ -164,7 +164,7 @@ class Daemon:
         runners = {
             "display": screen.run(functools.partial(self._problem_changed, "display_problem"))
         }
-        local_video = self.outgoing.local_media().video
+        local_video = self.outgoing.preview()
         if self.config.display.self_view and local_video is not None:
             runners["self-view"] = screen.render_local(local_video())
         return runners

@@ -11,7 +11,9 @@ version (`UpstreamMismatchError`), because it reaches into their private state:
   replaced by a feed into our AudioReceiver;
 - ICE consent freshness that survives heavy loss, in place of aioice's (below);
 - one video codec only, for a source's pre-encoded packets, also in an answer, whose
-  codecs aiortc negotiates before the transceiver can be given preferences.
+  codecs aiortc negotiates before the transceiver can be given preferences;
+- for video encoded once for every peer: a sender's keyframe requests passed on, and the
+  bandwidth estimate aiortc gives the sender's own (then idle) encoder read back.
 
 tests/test_audio_engine.py checks each of them in real calls, so an upgrade that moves
 any of this fails there first.
@@ -122,6 +124,25 @@ def only_codec(transceiver: RTCRtpTransceiver, mime: str) -> None:
             if c.mimeType.lower() == f"{kind}/rtx" and int(str(c.parameters.get("apt"))) in types
         ]
         transceiver._codecs = ours + retransmission
+
+
+def on_keyframe_request(sender: RTCRtpSender, request: Callable[[], None]) -> None:
+    """A PLI or FIR the far end sends `sender` reaches `request` too."""
+    own = sender._send_keyframe
+
+    def both() -> None:
+        own()
+        request()
+
+    sender._send_keyframe = both  # type: ignore[method-assign]
+
+
+def estimated_bitrate(sender: RTCRtpSender) -> int | None:
+    """What the far end's REMB last said `sender` may send (bit/s), as aiortc hands it to
+    the sender's encoder; None before the sender has one."""
+    encoder = getattr(sender, SENDER_ENCODER, None)
+    bitrate = getattr(encoder, "target_bitrate", None)
+    return bitrate if isinstance(bitrate, int) else None
 
 
 def video_encoder_used(transceiver: RTCRtpTransceiver) -> bool:

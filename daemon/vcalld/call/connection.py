@@ -84,7 +84,7 @@ class MediaConnection:
 
     async def accept_answer(self, answer: RTCSessionDescription) -> None:
         await self.pc.setRemoteDescription(answer)
-        self._attach_audio_engine()
+        self._negotiated()
 
     async def answer(self, offer: RTCSessionDescription) -> RTCSessionDescription:
         """Answers `offer` (a first one or a renegotiation): the offered transceivers take
@@ -103,7 +103,7 @@ class MediaConnection:
                 self._fix_codec(slot)
         self._set_directions()
         await self.pc.setLocalDescription(await self.pc.createAnswer())
-        self._attach_audio_engine()
+        self._negotiated()
         return self.pc.localDescription
 
     def _free_slot(self, transceiver: RTCRtpTransceiver) -> str | None:
@@ -146,11 +146,14 @@ class MediaConnection:
         for track in self._local_tracks:
             track.stop()
 
-    def _attach_audio_engine(self) -> None:
+    def _negotiated(self) -> None:
         """Once codecs are negotiated, before media flow: vcalld's own audio send and
-        playout (FEC, RED, concealment) in place of aiortc's."""
+        playout (FEC, RED, concealment) in place of aiortc's, and our video sender made
+        known to an encoder that serves every connection."""
         for loop in aiortc_hooks.attach(self.pc, self._voice):
             self._own(loop, f"playout-{self.label}-{len(self._owned)}")
+        if self._media.video_sender is not None and "video" in self._ours:
+            self._media.video_sender(self._slots["video"].sender)
 
     def _local_track(self, slot: str) -> MediaStreamTrack | None:
         media = self._media

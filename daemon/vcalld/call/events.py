@@ -6,6 +6,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Protocol
 
+from aiortc import RTCRtpSender
 from aiortc.mediastreams import MediaStreamTrack
 
 from vcalld.state import CallState, Participant, screen_of
@@ -29,6 +30,9 @@ class LocalMedia:
     # The shared screen as a second video track (`[screen_share] second_track`); `sends`
     # says "screen" while it is shared.
     screen: Callable[[], MediaStreamTrack] | None = None
+    # Told of each connection's video sender once negotiated, when one encoder serves them
+    # all (its keyframe requests and bandwidth estimate are that encoder's business).
+    video_sender: Callable[[RTCRtpSender], None] | None = None
 
 
 class CallObserver(Protocol):

@@ -224,6 +224,13 @@ class VideoConfig(Section):
         default=True,
         description="Calls start with video (false: voice-only until `set-video` turns it on).",
     )
+    encode_once: bool = Field(
+        default=False,
+        description=(
+            "One VP8 encoder for every peer connection, instead of one each (a mesh of seven "
+            "encodes every frame once, not six times); VP8 is then the only codec offered."
+        ),
+    )
     source: VideoSourceName = Field(
         default="test-pattern", description="Entry point in `vcalld.sources`."
     )

@@ -7,11 +7,13 @@ import functools
 from collections.abc import Callable, Coroutine
 from typing import Any
 
+from aiortc.mediastreams import MediaStreamTrack
 from av import AudioFrame, Packet, VideoFrame
 from av.frame import Frame
 
 from vcalld.call.events import LocalMedia
 from vcalld.config import VcalldConfig
+from vcalld.media.encoding import SharedVideoEncoder
 from vcalld.media.fanout import Fanout
 from vcalld.media.frames import black_video, silent_audio, timed_like
 from vcalld.media.processors.chain import ChainSpec, Disabled, ProcessorChain
@@ -46,7 +48,13 @@ class OutgoingMedia:
         self.audio_source: MediaSource | None = (
             load_source(config.audio.source, config.audio) if config.audio.enabled else None
         )
-        self._video = Fanout("video", depth=1)
+        self._video = Fanout("video", depth=1)  # frames: the self view; peers', but for...
+        self._encoder: SharedVideoEncoder | None = None
+        # A source that encodes its own video is sent once encoded already.
+        source = self.video_source
+        if config.video.encode_once and source and not isinstance(source, EncodedVideoSource):
+            self._encoded = Fanout("video", depth=1)  # ...encode-once's packets, these
+            self._encoder = SharedVideoEncoder(self._encoded.publish)
         self.screen_track = config.screen_share.second_track and self.video_source is not None
         self._screen = Fanout("video", depth=1)  # the second track's, when it is one
         self._screen_timeline = VideoTimeline()
@@ -72,7 +80,7 @@ class OutgoingMedia:
                 functools.partial(disabled, f"outgoing_{kind}"),
             )
             for kind, send, depth in (
-                ("video", self._video.publish, 1),
+                ("video", self._deliver_video, 1),
                 ("audio", self._send_audio, AUDIO_SLOTS),
             )
         }
@@ -93,20 +101,34 @@ class OutgoingMedia:
             )
         for kind, stage in self._stages.items():
             runners[f"{kind}-processing"] = stage.run()
+        if self._encoder is not None:
+            runners["video-encoder"] = self._encoder.run()
         return runners
 
     def local_media(self) -> LocalMedia:
         return LocalMedia(
             audio=self._audio.subscribe if self.audio_source is not None else None,
-            video=self._video.subscribe if self.video_source is not None else None,
+            video=self._peer_video() if self.video_source is not None else None,
             sends=self._sends,
-            video_codec=(
-                self.video_source.codec
-                if isinstance(self.video_source, EncodedVideoSource)
-                else None
-            ),
+            video_codec=self._video_codec(),
             screen=self._screen.subscribe if self.screen_track else None,
+            video_sender=self._encoder.add_sender if self._encoder is not None else None,
         )
+
+    def preview(self) -> Callable[[], MediaStreamTrack] | None:
+        """The outgoing video as frames (the self view), also when peers get packets."""
+        return self._video.subscribe if self.video_source is not None else None
+
+    def _peer_video(self) -> Callable[[], MediaStreamTrack]:
+        return self._encoded.subscribe if self._encoder is not None else self._video.subscribe
+
+    def _video_codec(self) -> str | None:
+        """The one codec the peers' video goes out in, when it is encoded before them."""
+        if self._encoder is not None:
+            return self._encoder.codec
+        if isinstance(self.video_source, EncodedVideoSource):
+            return self.video_source.codec
+        return None
 
     def _sends(self, kind: str) -> bool:
         if kind == "screen":
@@ -178,7 +200,13 @@ class OutgoingMedia:
         if stage.needed:
             stage.submit(frame)
         else:
-            self._video.publish(frame)
+            self._deliver_video(frame)
+
+    def _deliver_video(self, frame: Frame) -> None:
+        """Processed: to the self view, and to the peers or their shared encoder."""
+        self._video.publish(frame)
+        if self._encoder is not None and isinstance(frame, VideoFrame):
+            self._encoder.submit(frame)
 
     def _publish_audio(self, frame: Frame) -> None:
         if self.audio_muted and isinstance(frame, AudioFrame):
