@@ -15,8 +15,9 @@ version (`UpstreamMismatchError`), because it reaches into their private state:
 - for video encoded once for every peer: a sender's keyframe requests passed on, and the
   bandwidth estimate aiortc gives the sender's own (then idle) encoder read back.
 
-tests/test_audio_engine.py checks each of them in real calls, so an upgrade that moves
-any of this fails there first.
+tests/test_audio_engine.py checks the audio ones in real calls, tests/test_encoded_source.py
+and tests/test_encode_once.py the video ones, so an upgrade that moves any of this fails
+there first.
 """
 
 from __future__ import annotations
