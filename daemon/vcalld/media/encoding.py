@@ -11,6 +11,7 @@ import asyncio
 import logging
 import multiprocessing
 import time
+from collections import deque
 from collections.abc import Callable
 from fractions import Fraction
 from typing import Any
@@ -22,7 +23,6 @@ from av import Packet, VideoFrame
 from av.video.frame import PictureType
 
 from vcalld.call import aiortc_hooks
-from vcalld.media.waiting import Waiting
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +40,8 @@ class SharedVideoEncoder:
 
     def __init__(self, publish: Callable[[Packet[Any]], None]) -> None:
         self._publish = publish
-        self._frames: Waiting[VideoFrame] = Waiting(depth=1)  # a slow encoder drops frames
+        self._frames: deque[VideoFrame] = deque(maxlen=1)  # a slow encoder drops, never lags
+        self._ready = asyncio.Event()
         self._senders: WeakSet[RTCRtpSender] = WeakSet()
         self._context: Any = None
         self._bitrate = START_BITRATE
@@ -65,12 +66,17 @@ class SharedVideoEncoder:
             self._keyframe_wanted = True
 
     def submit(self, frame: VideoFrame) -> None:
-        self._frames.put(frame)
+        self._frames.append(frame)
+        self._ready.set()
 
     async def run(self) -> None:
-        async for frame in self._frames.taken():
-            for packet in await asyncio.to_thread(self._encode, frame):
-                self._publish(packet)
+        while True:
+            await self._ready.wait()
+            self._ready.clear()
+            while self._frames:
+                frame = self._frames.popleft()
+                for packet in await asyncio.to_thread(self._encode, frame):
+                    self._publish(packet)
 
     def _encode(self, frame: VideoFrame) -> list[Packet[Any]]:
         """The encoder's thread; the frame's pts are in 1/90000 s (the outgoing timeline's)."""
