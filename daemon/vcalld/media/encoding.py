@@ -11,7 +11,6 @@ import asyncio
 import logging
 import multiprocessing
 import time
-from collections import deque
 from collections.abc import Callable
 from fractions import Fraction
 from typing import Any
@@ -23,6 +22,7 @@ from av import Packet, VideoFrame
 from av.video.frame import PictureType
 
 from vcalld.call import aiortc_hooks
+from vcalld.media.waiting import Waiting
 
 log = logging.getLogger(__name__)
 
@@ -40,8 +40,7 @@ class SharedVideoEncoder:
 
     def __init__(self, publish: Callable[[Packet[Any]], None]) -> None:
         self._publish = publish
-        self._frames: deque[VideoFrame] = deque(maxlen=1)  # a slow encoder drops, never lags
-        self._ready = asyncio.Event()
+        self._frames: Waiting[VideoFrame] = Waiting(depth=1)  # a slow encoder drops frames
         self._senders: WeakSet[RTCRtpSender] = WeakSet()
         self._context: Any = None
         self._bitrate = START_BITRATE
@@ -66,17 +65,12 @@ class SharedVideoEncoder:
             self._keyframe_wanted = True
 
     def submit(self, frame: VideoFrame) -> None:
-        self._frames.append(frame)
-        self._ready.set()
+        self._frames.put(frame)
 
     async def run(self) -> None:
-        while True:
-            await self._ready.wait()
-            self._ready.clear()
-            while self._frames:
-                frame = self._frames.popleft()
-                for packet in await asyncio.to_thread(self._encode, frame):
-                    self._publish(packet)
+        async for frame in self._frames.taken():
+            for packet in await asyncio.to_thread(self._encode, frame):
+                self._publish(packet)
 
     def _encode(self, frame: VideoFrame) -> list[Packet[Any]]:
         """The encoder's thread; the frame's pts are in 1/90000 s (the outgoing timeline's)."""

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
-from collections import deque
 from collections.abc import Callable
 
 from aiortc.mediastreams import MediaStreamTrack
 from av.frame import Frame
 
 from vcalld.media.processors.chain import Disabled, ProcessorChain
+from vcalld.media.waiting import Waiting
 
 
 class OutgoingStage:
@@ -25,10 +24,12 @@ class OutgoingStage:
     ) -> None:
         self._chain = chain
         self._publish = publish
-        self._frames: deque[Frame] = deque(maxlen=depth)
-        self._ready = asyncio.Event()
+        self._frames: Waiting[Frame] = Waiting(depth)
         self._disabled = disabled
-        self.dropped = 0
+
+    @property
+    def dropped(self) -> int:
+        return self._frames.dropped
 
     @property
     def needed(self) -> bool:
@@ -37,18 +38,11 @@ class OutgoingStage:
         return not self._chain.empty or bool(self._frames)
 
     def submit(self, frame: Frame) -> None:
-        if len(self._frames) == self._frames.maxlen:
-            self.dropped += 1
-        self._frames.append(frame)
-        self._ready.set()
+        self._frames.put(frame)
 
     async def run(self) -> None:
-        while True:
-            await self._ready.wait()
-            self._ready.clear()
-            while self._frames:
-                frame = self._frames.popleft()
-                self._publish(await self._chain.run(frame, self._disabled))
+        async for frame in self._frames.taken():
+            self._publish(await self._chain.run(frame, self._disabled))
 
 
 class ProcessedTrack(MediaStreamTrack):
