@@ -121,7 +121,8 @@ class MediaConnection:
         return self.pc.signalingState == "stable" and self.pc.connectionState != "closed"
 
     def _fix_codec(self, slot: str) -> None:
-        """A source's own encoding (H.264 from a camera or a plugin) is the only one sent."""
+        """Video encoded before the connection (a source's own H.264, the shared encoder's
+        VP8) goes out in that codec alone."""
         codec = self._media.video_codec if slot == "video" else None
         if codec is not None:
             aiortc_hooks.only_codec(self._slots[slot], codec)

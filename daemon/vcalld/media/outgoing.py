@@ -48,12 +48,14 @@ class OutgoingMedia:
         self.audio_source: MediaSource | None = (
             load_source(config.audio.source, config.audio) if config.audio.enabled else None
         )
-        self._video = Fanout("video", depth=1)  # frames: the self view; peers', but for...
+        # Frames, for the self view and for the peers; with encode_once the peers take the
+        # shared encoder's packets from `_encoded` instead. A source that encodes its own
+        # video needs no encoder of ours.
+        self._video = Fanout("video", depth=1)
         self._encoder: SharedVideoEncoder | None = None
-        # A source that encodes its own video is sent once encoded already.
         source = self.video_source
         if config.video.encode_once and source and not isinstance(source, EncodedVideoSource):
-            self._encoded = Fanout("video", depth=1)  # ...encode-once's packets, these
+            self._encoded = Fanout("video", depth=1)
             self._encoder = SharedVideoEncoder(self._encoded.publish)
         self.screen_track = config.screen_share.second_track and self.video_source is not None
         self._screen = Fanout("video", depth=1)  # the second track's, when it is one
@@ -181,9 +183,7 @@ class OutgoingMedia:
         if not self.screen_track:
             self._send_video(self._timeline.stamp("screen", frame))
             return
-        if self.video_muted and isinstance(frame, VideoFrame):
-            frame = _black_like(frame)
-        self._screen.publish(self._screen_timeline.stamp("screen", frame))
+        self._screen.publish(self._screen_timeline.stamp("screen", self._unless_muted(frame)))
 
     def _publish_video(self, frame: Media) -> None:
         if not self.sharing_screen or self.screen_track:
@@ -194,13 +194,15 @@ class OutgoingMedia:
             if not self.video_muted:
                 self._video.publish(frame)
             return
-        if self.video_muted and isinstance(frame, VideoFrame):
-            frame = _black_like(frame)
+        frame = self._unless_muted(frame)
         stage = self._stages["video"]
         if stage.needed:
             stage.submit(frame)
         else:
             self._deliver_video(frame)
+
+    def _unless_muted(self, frame: Frame) -> Frame:
+        return _black_like(frame) if self.video_muted and isinstance(frame, VideoFrame) else frame
 
     def _deliver_video(self, frame: Frame) -> None:
         """Processed: to the self view, and to the peers or their shared encoder."""
