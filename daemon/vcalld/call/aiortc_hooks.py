@@ -9,15 +9,19 @@ version (`UpstreamMismatchError`), because it reaches into their private state:
 - per connection: our VoiceEncoder in place of the sender's lazily made Opus encoder, the
   sender's receiver reports forwarded to it, and the receiver's audio jitter buffer
   replaced by a feed into our AudioReceiver;
-- ICE consent freshness that survives heavy loss, in place of aioice's (below);
+- per connection, for video received: the jitter buffer and NACK generator replaced by our
+  VideoReceiver (whole frames on the marker bit, NACKs retried, holes given up after two
+  round trips, keyframe requests rate-limited, aiortc's own included);
+- ICE consent freshness that survives heavy loss, in place of aioice's (below), which also
+  measures the round trip for connections that send no media of their own;
 - one video codec only, for a source's pre-encoded packets, also in an answer, whose
   codecs aiortc negotiates before the transceiver can be given preferences;
 - for video encoded once for every peer: a sender's keyframe requests passed on, and the
   bandwidth estimate aiortc gives the sender's own (then idle) encoder read back.
 
-tests/test_audio_engine.py checks the audio ones in real calls, tests/test_encoded_source.py
-and tests/test_encode_once.py the video ones, so an upgrade that moves any of this fails
-there first.
+tests/test_audio_engine.py checks the audio ones in real calls, tests/test_video_receiver.py,
+tests/test_encoded_source.py and tests/test_encode_once.py the video ones, so an upgrade that
+moves any of this fails there first.
 """
 
 from __future__ import annotations
@@ -30,18 +34,22 @@ import random
 import time
 from collections.abc import Callable, Coroutine
 from typing import Any
-from weakref import WeakSet
+from weakref import WeakKeyDictionary, WeakSet
 
 import aioice.ice
 import aiortc.rtcpeerconnection
 from aioice import stun
 from aiortc import RTCPeerConnection, RTCRtpSender, RTCRtpTransceiver
 from aiortc.codecs import CODECS
+from aiortc.jitterbuffer import JitterFrame
 from aiortc.rtcrtpparameters import RTCRtpCodecParameters
-from aiortc.rtp import RtcpRrPacket, RtcpSrPacket
+from aiortc.rtp import RtcpRrPacket, RtcpSrPacket, RtpPacket
 
 from vcalld.call.audio.receiver import AudioReceiver
 from vcalld.call.audio.sender import VoiceEncoder, VoiceSettings
+from vcalld.call.video.assembler import AssembledFrame, FrameAssembler
+from vcalld.call.video.payloads import PayloadFormat, payload_format
+from vcalld.call.video.receiver import VideoReceiver
 
 log = logging.getLogger(__name__)
 PINNED = {"aiortc": "1.16.0", "aioice": "0.13.0"}
@@ -50,9 +58,15 @@ MAX_QUEUED_FRAMES = 25  # 0.5 s: a consumer that stops reading must not grow mem
 # The private attributes reached into, by their mangled names.
 SENDER_ENCODER = "_RTCRtpSender__encoder"
 RECEIVER_JITTER_BUFFER = "_RTCRtpReceiver__jitter_buffer"
+RECEIVER_NACK_GENERATOR = "_RTCRtpReceiver__nack_generator"
+RECEIVER_DECODER_QUEUE = "_RTCRtpReceiver__decoder_queue"
+RECEIVER_CODECS = "_RTCRtpReceiver__codecs"
+RECEIVER_TIMESTAMP_MAPPER = "_RTCRtpReceiver__timestamp_mapper"
+SENDER_RTT = "_RTCRtpSender__rtt"
 
 _upstream_find_common_codecs = aiortc.rtcpeerconnection.find_common_codecs
 _attached: WeakSet[RTCRtpTransceiver] = WeakSet()
+_ice_round_trips: WeakKeyDictionary[aioice.ice.Connection, float] = WeakKeyDictionary()
 
 
 class UpstreamMismatchError(RuntimeError):
@@ -83,12 +97,17 @@ def install(settings: VoiceSettings) -> None:
 def attach(
     pc: RTCPeerConnection, settings: VoiceSettings
 ) -> list[Callable[[], Coroutine[Any, Any, None]]]:
-    """Puts our audio engine into `pc`'s negotiated audio transceivers (call after every
-    completed offer/answer; transceivers already done are skipped). Returns the playout
-    loops, which the caller starts and cancels when the connection closes."""
+    """Puts our audio engine and video receivers into `pc`'s negotiated transceivers (call
+    after every completed offer/answer; transceivers already done are skipped). Returns
+    their loops, which the caller starts and cancels when the connection closes."""
     loops: list[Callable[[], Coroutine[Any, Any, None]]] = []
     for transceiver in pc.getTransceivers():
-        if transceiver.kind != "audio" or transceiver in _attached:
+        if transceiver in _attached:
+            continue
+        if transceiver.kind == "video":
+            if transceiver.currentDirection in ("sendrecv", "recvonly"):
+                _attached.add(transceiver)
+                loops.append(_attach_video_receiver(pc, transceiver))
             continue
         types = _payload_types(transceiver._codecs)
         if types is None:
@@ -156,6 +175,11 @@ def receiver_of(transceiver: RTCRtpTransceiver) -> AudioReceiver | None:
     """The AudioReceiver playing `transceiver`'s audio, for statistics."""
     feed = getattr(transceiver.receiver, RECEIVER_JITTER_BUFFER, None)
     return feed.receiver if isinstance(feed, _PlayoutFeed) else None
+
+
+def video_receiver_of(transceiver: RTCRtpTransceiver) -> VideoReceiver | None:
+    feed = getattr(transceiver.receiver, RECEIVER_JITTER_BUFFER, None)
+    return feed.receiver if isinstance(feed, _VideoFeed) else None
 
 
 def encoder_of(transceiver: RTCRtpTransceiver) -> VoiceEncoder | None:
@@ -259,6 +283,90 @@ class _PlayoutFeed:
         return False, None
 
 
+def _attach_video_receiver(
+    pc: RTCPeerConnection, transceiver: RTCRtpTransceiver
+) -> Callable[[], Coroutine[Any, Any, None]]:
+    rtp_receiver = transceiver.receiver
+    for attribute in (
+        RECEIVER_JITTER_BUFFER,
+        RECEIVER_NACK_GENERATOR,
+        RECEIVER_DECODER_QUEUE,
+        RECEIVER_CODECS,
+        RECEIVER_TIMESTAMP_MAPPER,
+    ):
+        _require(rtp_receiver, attribute)
+    codecs: dict[int, RTCRtpCodecParameters] = getattr(rtp_receiver, RECEIVER_CODECS)
+    decoder_queue = getattr(rtp_receiver, RECEIVER_DECODER_QUEUE)
+    timestamps = getattr(rtp_receiver, RECEIVER_TIMESTAMP_MAPPER)
+
+    def decode(frame: AssembledFrame) -> None:
+        codec = codecs.get(frame.payload_type)
+        if codec is not None:
+            decoder_queue.put((codec, JitterFrame(frame.data, timestamps.map(frame.timestamp))))
+
+    def format_of(payload_type: int) -> PayloadFormat | None:
+        codec = codecs.get(payload_type)
+        return payload_format(codec.mimeType) if codec is not None else None
+
+    assembler = FrameAssembler(format_of)
+    receiver = VideoReceiver(assembler, decode, _RtcpFeedback(rtp_receiver), _round_trip(pc))
+    setattr(rtp_receiver, RECEIVER_JITTER_BUFFER, _VideoFeed(receiver))
+    setattr(rtp_receiver, RECEIVER_NACK_GENERATOR, None)  # the VideoReceiver sends them
+    rtp_receiver._send_rtcp_pli = receiver.request_keyframe  # type: ignore[method-assign,assignment]
+    return receiver.run
+
+
+class _VideoFeed:
+    """Stands in for aiortc's video JitterBuffer: every packet goes to our VideoReceiver,
+    which puts whole frames on aiortc's decoder queue itself."""
+
+    def __init__(self, receiver: VideoReceiver) -> None:
+        self.receiver = receiver
+
+    def add(self, packet: RtpPacket) -> tuple[bool, None]:
+        self.receiver.packet(packet)
+        return False, None
+
+
+class _RtcpFeedback:
+    """A VideoReceiver's NACKs and PLIs, through the aiortc receiver's RTCP senders."""
+
+    def __init__(self, rtp_receiver: Any) -> None:
+        self._send_nack = rtp_receiver._send_rtcp_nack
+        self._send_pli = rtp_receiver._send_rtcp_pli  # before request_keyframe wraps it
+
+    async def nack(self, ssrc: int, sequence_numbers: list[int]) -> None:
+        # aiortc packs a NACK's list assuming it ascends: one message per side of a wrap
+        run: list[int] = []
+        for sequence in sequence_numbers:
+            if run and sequence < run[-1]:
+                await self._send_nack(ssrc, run)
+                run = []
+            run.append(sequence)
+        if run:
+            await self._send_nack(ssrc, run)
+
+    async def picture_loss(self, ssrc: int) -> None:
+        await self._send_pli(ssrc)
+
+
+def _round_trip(pc: RTCPeerConnection) -> Callable[[], float | None]:
+    """The connection's round trip: from RTCP when it sends media, else from ICE consent."""
+
+    def measured() -> float | None:
+        for transceiver in pc.getTransceivers():
+            rtt = getattr(transceiver.sender, SENDER_RTT, None)
+            if isinstance(rtt, float) and rtt > 0:
+                return rtt
+        for transceiver in pc.getTransceivers():
+            with contextlib.suppress(AttributeError):
+                connection = transceiver.receiver.transport.transport._connection
+                return _ice_round_trips.get(connection)
+        return None
+
+    return measured
+
+
 def _require(target: object, attribute: str) -> None:
     if not hasattr(target, attribute):
         raise UpstreamMismatchError(
@@ -313,6 +421,7 @@ async def _try(connection: Any, key: bytes, answered: asyncio.Event) -> None:
     """One request on every nominated pair."""
     for pair in list(connection._nominated.values()):
         request = connection.build_request(pair, nominate=False)
+        sent = time.monotonic()
         try:
             await pair.protocol.request(
                 request, pair.remote_addr, integrity_key=key, retransmissions=0
@@ -322,5 +431,6 @@ async def _try(connection: Any, key: bytes, answered: asyncio.Event) -> None:
         except (OSError, ConnectionError) as error:
             log.debug("consent check not sent: %s", error)
             continue
+        _ice_round_trips[connection] = time.monotonic() - sent
         answered.set()
         return

@@ -19,6 +19,9 @@ from vcalld.call.audio.playout import Source
 
 # Jitter arrives in RTP timestamp units; these are the clock rates of VP8 and Opus.
 CLOCK_RATES = {"video": 90_000, "audio": 48_000}
+# What the video receivers did since the last sample: frames decoded, frames dropped because
+# a loss left them undecodable, holes given up, keyframes asked for, packets asked for again.
+VIDEO_RECEIVE_COUNTS = ("frames", "dropped", "holes_given_up", "keyframes_requested", "nacked")
 
 
 @dataclass
@@ -33,6 +36,7 @@ class Counters:
     audio_frames: dict[str, int] = field(default_factory=dict)  # by how each was played
     playout_delay_ms: float | None = None
     red_copies_sent: int | None = None
+    video_receive: dict[str, int] = field(default_factory=dict)  # VideoReceiver counts
 
 
 async def read_counters(pc: RTCPeerConnection) -> Counters:
@@ -59,6 +63,12 @@ async def read_counters(pc: RTCPeerConnection) -> Counters:
         encoder = aiortc_hooks.encoder_of(transceiver)
         if encoder is not None:
             counters.red_copies_sent = encoder.copies
+        video = aiortc_hooks.video_receiver_of(transceiver)
+        if video is not None:
+            for name in VIDEO_RECEIVE_COUNTS:
+                counters.video_receive[name] = (
+                    counters.video_receive.get(name, 0) + video.assembler.counts[name]
+                )
     return counters
 
 
@@ -88,7 +98,11 @@ def _rates(before: Counters | None, now: Counters) -> dict[str, Any]:
     }
     if before is None or now.at <= before.at:
         rates.update(
-            receive_kbps=None, send_kbps=None, loss_percent=None, audio_frames_percent=None
+            receive_kbps=None,
+            send_kbps=None,
+            loss_percent=None,
+            audio_frames_percent=None,
+            video_receive=None,
         )
         return rates
     seconds = now.at - before.at
@@ -99,6 +113,11 @@ def _rates(before: Counters | None, now: Counters) -> dict[str, Any]:
         send_kbps=round(8 * (now.bytes_sent - before.bytes_sent) / seconds / 1000, 1),
         loss_percent=round(100 * lost / (received + lost), 2) if received + lost > 0 else 0.0,
         audio_frames_percent=_shares(before.audio_frames, now.audio_frames),
+        video_receive={
+            name: count - before.video_receive.get(name, 0)
+            for name, count in now.video_receive.items()
+        }
+        or None,
     )
     return rates
 
