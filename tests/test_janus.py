@@ -63,6 +63,12 @@ async def test_two_daemons_see_and_hear_each_other_through_janus(
         assert bob_seen["name"] == "dev-b" and bob_seen["receive_kbps"] > 100, stats
         assert bob_seen["send_kbps"] < 20, stats  # receiver reports only
         assert bob_seen["audio_frames_percent"]["primary"] > 90, stats
+        # A receive-only connection has its round trip from ICE's consent checks (~5 s).
+        for _ in range(40):
+            if (rtt := (await alice.call_stats())["participants"][0]["rtt_ms"]) is not None:
+                break
+            await asyncio.sleep(0.25)
+        assert rtt is not None and 0 < rtt < 50, stats
 
 
 def level(daemon: Daemon, name: str) -> float:

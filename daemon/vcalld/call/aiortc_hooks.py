@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import importlib.metadata
 import logging
 import random
@@ -309,7 +310,9 @@ def _attach_video_receiver(
         return payload_format(codec.mimeType) if codec is not None else None
 
     assembler = FrameAssembler(format_of)
-    receiver = VideoReceiver(assembler, decode, _RtcpFeedback(rtp_receiver), _round_trip(pc))
+    receiver = VideoReceiver(
+        assembler, decode, _RtcpFeedback(rtp_receiver), functools.partial(round_trip_of, pc)
+    )
     setattr(rtp_receiver, RECEIVER_JITTER_BUFFER, _VideoFeed(receiver))
     setattr(rtp_receiver, RECEIVER_NACK_GENERATOR, None)  # the VideoReceiver sends them
     rtp_receiver._send_rtcp_pli = receiver.request_keyframe  # type: ignore[method-assign,assignment]
@@ -350,21 +353,17 @@ class _RtcpFeedback:
         await self._send_pli(ssrc)
 
 
-def _round_trip(pc: RTCPeerConnection) -> Callable[[], float | None]:
-    """The connection's round trip: from RTCP when it sends media, else from ICE consent."""
-
-    def measured() -> float | None:
-        for transceiver in pc.getTransceivers():
-            rtt = getattr(transceiver.sender, SENDER_RTT, None)
-            if isinstance(rtt, float) and rtt > 0:
-                return rtt
-        for transceiver in pc.getTransceivers():
-            with contextlib.suppress(AttributeError):
-                connection = transceiver.receiver.transport.transport._connection
-                return _ice_round_trips.get(connection)
-        return None
-
-    return measured
+def round_trip_of(pc: RTCPeerConnection) -> float | None:
+    """The connection's round trip (seconds): from RTCP when it sends media, else from the
+    ICE consent checks (every ~5 s), so a receive-only connection has one too."""
+    for transceiver in pc.getTransceivers():
+        rtt = getattr(transceiver.sender, SENDER_RTT, None)
+        if isinstance(rtt, float) and rtt > 0:
+            return rtt
+    for transceiver in pc.getTransceivers():
+        with contextlib.suppress(AttributeError):
+            return _ice_round_trips.get(transceiver.receiver.transport.transport._connection)
+    return None
 
 
 def _require(target: object, attribute: str) -> None:

@@ -55,6 +55,8 @@ async def read_counters(pc: RTCPeerConnection) -> Counters:
         elif stats.type == "remote-inbound-rtp" and stats.roundTripTime is not None:
             rtt = 1000 * stats.roundTripTime
             counters.rtt_ms = rtt if counters.rtt_ms is None else max(counters.rtt_ms, rtt)
+    if counters.rtt_ms is None and (rtt := aiortc_hooks.round_trip_of(pc)) is not None:
+        counters.rtt_ms = 1000 * rtt  # a connection that sends no media: ICE's measure
     for transceiver in pc.getTransceivers():
         receiver = aiortc_hooks.receiver_of(transceiver)
         if receiver is not None:
