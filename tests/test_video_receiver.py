@@ -33,9 +33,10 @@ from tests.helpers import eventually, received, running, video_ok
 from tests.lossy import Loss, impair
 from vcalld.call import aiortc_hooks
 from vcalld.call.video.assembler import AssembledFrame, FrameAssembler
-from vcalld.call.video.payloads import H264, Vp8, nal_types, payload_format
+from vcalld.call.video.payloads import H264, Vp8, payload_format
 from vcalld.call.video.receiver import KEYFRAME_REQUEST_SECONDS, VideoReceiver
 from vcalld.config import VcalldConfig
+from vcalld.media.h264 import nal_type, nal_units
 from vcalld.media.layout import picture_plane
 from vcalld.media.pattern import PatternPainter, read_stamp
 from vcalld.room.server import RoomServer
@@ -209,7 +210,8 @@ def test_payload_readers_find_frame_starts_and_keyframes(name: str) -> None:
         frame = sender.sent[packets[0].timestamp]
         assert reader.is_keyframe(frame) == (index in (0, 3))
     if name == "H264":
-        assert nal_types(sender.sent[min(sender.sent)])[:2] == [7, 8]  # SPS, PPS first
+        first = nal_units(sender.sent[min(sender.sent)])
+        assert [nal_type(unit) for unit in first[:2]] == [7, 8]  # SPS, PPS first
 
 
 def test_a_new_ssrc_starts_a_new_stream() -> None:

@@ -14,8 +14,11 @@ version (`UpstreamMismatchError`), because it reaches into their private state:
   round trips, keyframe requests rate-limited, aiortc's own included);
 - ICE consent freshness that survives heavy loss, in place of aioice's (below), which also
   measures the round trip for connections that send no media of their own;
-- one video codec only, for a source's pre-encoded packets, also in an answer, whose
-  codecs aiortc negotiates before the transceiver can be given preferences;
+- H.264 in the Main and High profiles besides aiortc's baseline ones, so that a source's own
+  H.264 can be negotiated in the profile it is in;
+- one video codec only, for a source's pre-encoded packets (H.264 in the stream's profile),
+  also in an answer, whose codecs aiortc negotiates before the transceiver can be given
+  preferences;
 - for video encoded once for every peer: a sender's keyframe requests passed on, and the
   bandwidth estimate aiortc gives the sender's own (then idle) encoder read back.
 
@@ -45,6 +48,7 @@ from aiortc.codecs import CODECS
 from aiortc.jitterbuffer import JitterFrame
 from aiortc.rtcrtpparameters import RTCRtpCodecParameters
 from aiortc.rtp import RtcpRrPacket, RtcpSrPacket, RtpPacket
+from aiortc.sdp import H264Profile, parse_h264_profile_level_id
 
 from vcalld.call.audio.receiver import AudioReceiver
 from vcalld.call.audio.sender import VoiceEncoder, VoiceSettings
@@ -91,6 +95,7 @@ def install(settings: VoiceSettings) -> None:
     if settings.max_redundancy:
         audio.insert(0, _red_for(opus))
     CODECS["audio"][:] = audio
+    _add_h264_profiles(CODECS["video"])
     aiortc.rtcpeerconnection.find_common_codecs = _find_common_codecs
     aioice.ice.Connection.query_consent = keep_consent  # type: ignore[method-assign,assignment]
 
@@ -126,18 +131,31 @@ class CodecRefusedError(ValueError):
     """The far end does not take the one codec a pre-encoded source sends."""
 
 
-def only_codec(transceiver: RTCRtpTransceiver, mime: str) -> None:
+def only_codec(
+    transceiver: RTCRtpTransceiver, mime: str, profile_level_id: str | None = None
+) -> None:
     """`transceiver` offers and answers `mime` alone (and its retransmissions): packets that
-    are already encoded can go out in no other. Call before an offer, or between the remote
+    are already encoded can go out in no other; for H.264, in the profile of the stream's
+    `profile_level_id` alone, when it is known. Call before an offer, or between the remote
     offer and our answer."""
     kind = transceiver.kind
-    wanted = {mime.lower(), f"{kind}/rtx"}
+
+    def sent(codec: Any) -> bool:
+        if codec.mimeType.lower() != mime.lower():
+            return False
+        return profile_level_id is None or _same_h264_profile(codec, profile_level_id)
+
     capabilities = RTCRtpSender.getCapabilities(kind).codecs
-    transceiver.setCodecPreferences([c for c in capabilities if c.mimeType.lower() in wanted])
+    transceiver.setCodecPreferences(
+        [c for c in capabilities if sent(c) or c.mimeType.lower() == f"{kind}/rtx"]
+    )
     if transceiver._codecs:  # negotiated from an offer already: keep only ours
-        ours = [c for c in transceiver._codecs if c.mimeType.lower() == mime.lower()]
+        ours = [c for c in transceiver._codecs if sent(c)]
         if not ours:
-            raise CodecRefusedError(f"the far end offers no {mime}, which our video source sends")
+            stream = f" {profile_level_id}" if profile_level_id else ""
+            raise CodecRefusedError(
+                f"the far end offers no {mime}{stream}, which our video source sends"
+            )
         types = {codec.payloadType for codec in ours}
         retransmission = [
             c
@@ -196,6 +214,44 @@ def _red_for(opus: RTCRtpCodecParameters) -> RTCRtpCodecParameters:
         payloadType=RED_PAYLOAD_TYPE,
         parameters={f"{opus.payloadType}/{opus.payloadType}": None},
     )
+
+
+def _add_h264_profiles(video: list[RTCRtpCodecParameters]) -> None:
+    """Main, Constrained High and High H.264 (level 3.1, what we take: the level is each
+    direction's own), each with its retransmission type, after aiortc's own codecs."""
+    known = {str(c.parameters.get("profile-level-id")) for c in video}
+    payload_type = max(c.payloadType or 0 for c in video) + 1
+    for profile_level_id in ("4d001f", "640c1f", "64001f"):
+        if profile_level_id in known:
+            continue  # installed already
+        base = next(c for c in video if c.mimeType.lower() == "video/h264")
+        video += [
+            RTCRtpCodecParameters(
+                mimeType="video/H264",
+                clockRate=base.clockRate,
+                payloadType=payload_type,
+                rtcpFeedback=list(base.rtcpFeedback),
+                parameters=base.parameters | {"profile-level-id": profile_level_id},
+            ),
+            RTCRtpCodecParameters(
+                mimeType="video/rtx",
+                clockRate=base.clockRate,
+                payloadType=payload_type + 1,
+                parameters={"apt": payload_type},
+            ),
+        ]
+        payload_type += 2
+
+
+def _same_h264_profile(codec: Any, profile_level_id: str) -> bool:
+    def profile(value: str) -> H264Profile | None:
+        try:
+            return parse_h264_profile_level_id(value)[0]
+        except ValueError:
+            return None
+
+    theirs = profile(str(codec.parameters.get("profile-level-id", "42e01f")))
+    return theirs is not None and theirs == profile(profile_level_id)
 
 
 def _find_common_codecs(

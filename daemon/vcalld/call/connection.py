@@ -125,7 +125,7 @@ class MediaConnection:
         VP8) goes out in that codec alone."""
         codec = self._media.video_codec if slot == "video" else None
         if codec is not None:
-            aiortc_hooks.only_codec(self._slots[slot], codec)
+            aiortc_hooks.only_codec(self._slots[slot], codec, self._media.video_profile())
 
     def _set_directions(self) -> None:
         """A slot we have but do not send on now (video in a voice-only call, a screen not

@@ -16,6 +16,10 @@ def _always(kind: str) -> bool:
     return True
 
 
+def _no_profile() -> str | None:
+    return None
+
+
 @dataclass(frozen=True)
 class LocalMedia:
     """Factories for this device's outgoing tracks: one fresh subscription per peer; and
@@ -25,13 +29,17 @@ class LocalMedia:
     audio: Callable[[], MediaStreamTrack] | None
     video: Callable[[], MediaStreamTrack] | None
     sends: Callable[[str], bool] = _always
-    # The one codec the video goes out in when its source encodes it ("video/H264").
+    # The one codec the video goes out in when it is encoded before the connections (by its
+    # source: "video/H264", or once for all: "video/VP8"); for a source's H.264, the
+    # stream's profile-level-id once known, which the codec is negotiated in.
     video_codec: str | None = None
+    video_profile: Callable[[], str | None] = _no_profile
     # The shared screen as a second video track (`[screen_share] second_track`); `sends`
     # says "screen" while it is shared.
     screen: Callable[[], MediaStreamTrack] | None = None
     # Told of each connection's video sender once negotiated, when one encoder serves them
-    # all (its keyframe requests and bandwidth estimate are that encoder's business).
+    # all, ours or a source's (its keyframe requests, and bandwidth estimate, are that
+    # encoder's business).
     video_sender: Callable[[RTCRtpSender], None] | None = None
 
 

@@ -14,7 +14,6 @@ import time
 from collections.abc import Callable
 from fractions import Fraction
 from typing import Any
-from weakref import WeakSet
 
 import av
 from aiortc import RTCRtpSender
@@ -22,6 +21,7 @@ from av import Packet, VideoFrame
 from av.video.frame import PictureType
 
 from vcalld.call import aiortc_hooks
+from vcalld.media.keyframes import KeyframeRequests
 from vcalld.media.waiting import Waiting
 
 log = logging.getLogger(__name__)
@@ -31,7 +31,6 @@ START_BITRATE = 500_000  # aiortc's own start, until the peers' estimates say ot
 MIN_BITRATE, MAX_BITRATE = 100_000, 1_500_000
 RETUNE_SHARE = 0.25  # the bitrate is changed (the encoder remade) past this difference...
 RETUNE_SECONDS = 2.0  # ...at most this often, for it costs a keyframe
-KEYFRAME_SECONDS = 1.0  # the least time between two requested keyframes
 VIDEO_CLOCK = Fraction(1, 90000)
 
 
@@ -41,28 +40,21 @@ class SharedVideoEncoder:
     def __init__(self, publish: Callable[[Packet[Any]], None]) -> None:
         self._publish = publish
         self._frames: Waiting[VideoFrame] = Waiting(depth=1)  # a slow encoder drops frames
-        self._senders: WeakSet[RTCRtpSender] = WeakSet()
+        self._keyframe_requests = KeyframeRequests(self._want_keyframe)
         self._context: Any = None
         self._bitrate = START_BITRATE
         self._retuned_at = 0.0
         self._keyframe_wanted = True
-        self._keyframe_at = 0.0
         self.encoded = 0  # frames encoded, whatever the number of peers
         self.keyframes = 0
 
     def add_sender(self, sender: RTCRtpSender) -> None:
         """A connection's video sender: its keyframe requests and bandwidth estimate count,
         and it starts on a keyframe."""
-        if sender in self._senders:
-            return
-        self._senders.add(sender)
-        aiortc_hooks.on_keyframe_request(sender, self.request_keyframe)
-        self.request_keyframe(urgent=True)
+        self._keyframe_requests.add_sender(sender)
 
-    def request_keyframe(self, urgent: bool = False) -> None:
-        now = time.monotonic()
-        if urgent or now - self._keyframe_at >= KEYFRAME_SECONDS:
-            self._keyframe_wanted = True
+    def _want_keyframe(self) -> None:
+        self._keyframe_wanted = True
 
     def submit(self, frame: VideoFrame) -> None:
         self._frames.put(frame)
@@ -77,7 +69,7 @@ class SharedVideoEncoder:
         self._retune(frame)
         keyframe = self._keyframe_wanted
         if keyframe:
-            self._keyframe_wanted, self._keyframe_at = False, time.monotonic()
+            self._keyframe_wanted = False
             self.keyframes += 1
         if frame.format.name != "yuv420p":
             frame = frame.reformat(format="yuv420p")
@@ -103,7 +95,8 @@ class SharedVideoEncoder:
         self._keyframe_wanted = True  # a new encoder starts with one anyway
 
     def _wanted_bitrate(self) -> int:
-        estimates = [aiortc_hooks.estimated_bitrate(sender) for sender in list(self._senders)]
+        senders = list(self._keyframe_requests.senders)
+        estimates = [aiortc_hooks.estimated_bitrate(sender) for sender in senders]
         known = [estimate for estimate in estimates if estimate is not None]
         lowest = min(known) if known else self._bitrate
         return max(MIN_BITRATE, min(MAX_BITRATE, lowest))

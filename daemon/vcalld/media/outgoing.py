@@ -7,6 +7,7 @@ import functools
 from collections.abc import Callable, Coroutine
 from typing import Any
 
+from aiortc import RTCRtpSender
 from aiortc.mediastreams import MediaStreamTrack
 from av import AudioFrame, Packet, VideoFrame
 from av.frame import Frame
@@ -16,10 +17,13 @@ from vcalld.config import VcalldConfig
 from vcalld.media.encoding import SharedVideoEncoder
 from vcalld.media.fanout import Fanout
 from vcalld.media.frames import black_video, silent_audio, timed_like
+from vcalld.media.h264 import ParameterSets
+from vcalld.media.keyframes import KeyframeRequests
 from vcalld.media.processors.chain import ChainSpec, Disabled, ProcessorChain
 from vcalld.media.processors.stages import OutgoingStage
 from vcalld.media.sources.base import (
     EncodedVideoSource,
+    KeyframeSource,
     Media,
     MediaSource,
     ReportProblem,
@@ -57,6 +61,14 @@ class OutgoingMedia:
         if config.video.encode_once and source and not isinstance(source, EncodedVideoSource):
             self._encoded = Fanout("video", depth=1)
             self._encoder = SharedVideoEncoder(self._encoded.publish)
+        # A source's own H.264 gets the parameter sets before each IDR, and its keyframes
+        # (when it can make them) on the peers' requests.
+        self._parameter_sets: ParameterSets | None = None
+        if isinstance(source, EncodedVideoSource) and source.codec.lower() == "video/h264":
+            self._parameter_sets = ParameterSets()
+        self.source_keyframes: KeyframeRequests | None = None
+        if isinstance(source, EncodedVideoSource) and isinstance(source, KeyframeSource):
+            self.source_keyframes = KeyframeRequests(source.request_keyframe)
         self.screen_track = config.screen_share.second_track and self.video_source is not None
         self._screen = Fanout("video", depth=1)  # the second track's, when it is one
         self._screen_timeline = VideoTimeline()
@@ -113,8 +125,9 @@ class OutgoingMedia:
             video=self._peer_video() if self.video_source is not None else None,
             sends=self._sends,
             video_codec=self._video_codec(),
+            video_profile=self._video_profile,
             screen=self._screen.subscribe if self.screen_track else None,
-            video_sender=self._encoder.add_sender if self._encoder is not None else None,
+            video_sender=self._video_sender(),
         )
 
     def preview(self) -> Callable[[], MediaStreamTrack] | None:
@@ -130,6 +143,17 @@ class OutgoingMedia:
             return self._encoder.codec
         if isinstance(self.video_source, EncodedVideoSource):
             return self.video_source.codec
+        return None
+
+    def _video_profile(self) -> str | None:
+        """A source's H.264 profile-level-id, once its first SPS has gone out."""
+        return self._parameter_sets.profile_level_id if self._parameter_sets else None
+
+    def _video_sender(self) -> Callable[[RTCRtpSender], None] | None:
+        if self._encoder is not None:
+            return self._encoder.add_sender
+        if self.source_keyframes is not None:
+            return self.source_keyframes.add_sender
         return None
 
     def _sends(self, kind: str) -> bool:
@@ -192,7 +216,7 @@ class OutgoingMedia:
     def _send_video(self, frame: Media) -> None:
         if isinstance(frame, Packet):  # encoded by the source: as it is, or not at all
             if not self.video_muted:
-                self._video.publish(frame)
+                self._video.publish(self._with_parameter_sets(frame))
             return
         frame = self._unless_muted(frame)
         stage = self._stages["video"]
@@ -200,6 +224,18 @@ class OutgoingMedia:
             stage.submit(frame)
         else:
             self._deliver_video(frame)
+
+    def _with_parameter_sets(self, packet: Packet[Any]) -> Packet[Any]:
+        if self._parameter_sets is None:
+            return packet
+        access_unit = bytes(packet)
+        completed = self._parameter_sets.complete(access_unit)
+        if completed is access_unit:
+            return packet
+        whole = Packet(completed)
+        whole.pts, whole.dts, whole.time_base = packet.pts, packet.dts, packet.time_base
+        whole.is_keyframe = packet.is_keyframe
+        return whole
 
     def _unless_muted(self, frame: Frame) -> Frame:
         return _black_like(frame) if self.video_muted and isinstance(frame, VideoFrame) else frame

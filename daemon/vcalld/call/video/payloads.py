@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from typing import Protocol
 
-# H.264 NAL unit types (ITU-T H.264 table 7-1) and RTP packet types (RFC 6184).
-NAL_SLICE, NAL_IDR, NAL_SPS, NAL_AUD = 1, 5, 7, 9
-STAP_A, FU_A = 24, 28
+from vcalld.media.h264 import NAL_AUD, NAL_IDR, NAL_SLICE, NAL_SPS, nal_type, nal_units
+
+STAP_A, FU_A = 24, 28  # RTP packet types (RFC 6184)
 _STARTS_ACCESS_UNIT = {NAL_AUD, NAL_SPS}
 
 
@@ -62,10 +62,10 @@ class H264:
         return _starts_access_unit(packet_type, payload[1])
 
     def is_keyframe(self, frame: bytes) -> bool:
-        return NAL_IDR in nal_types(frame)
+        return NAL_IDR in _nal_types(frame)
 
     def opens_keyframe(self, first_packet: bytes) -> bool:
-        return not {NAL_SPS, NAL_IDR}.isdisjoint(nal_types(first_packet))
+        return not {NAL_SPS, NAL_IDR}.isdisjoint(_nal_types(first_packet))
 
 
 def _starts_access_unit(nal_type: int, first_byte_after_header: int) -> bool:
@@ -74,14 +74,8 @@ def _starts_access_unit(nal_type: int, first_byte_after_header: int) -> bool:
     return nal_type == NAL_SLICE and first_byte_after_header & 0x80 != 0
 
 
-def nal_types(annex_b: bytes) -> list[int]:
-    """The NAL unit types of an Annex B byte stream, in order."""
-    types = []
-    start = annex_b.find(b"\x00\x00\x01")
-    while start != -1 and start + 3 < len(annex_b):
-        types.append(annex_b[start + 3] & 0x1F)
-        start = annex_b.find(b"\x00\x00\x01", start + 3)
-    return types
+def _nal_types(annex_b: bytes) -> set[int]:
+    return {nal_type(unit) for unit in nal_units(annex_b)}
 
 
 def payload_format(mime_type: str) -> PayloadFormat | None:

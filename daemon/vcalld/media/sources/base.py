@@ -67,6 +67,16 @@ class EncodedVideoSource(Protocol):
     async def run(self, publish: PublishMedia, report: ReportProblem) -> None: ...
 
 
+@runtime_checkable
+class KeyframeSource(Protocol):
+    """An encoded video source that makes a keyframe when asked: a camera through
+    V4L2_CID_MPEG_VIDEO_FORCE_KEY_FRAME, an encoder by coding its next frame as an IDR. The
+    peers' keyframe requests (PLI, FIR) reach it, at most one a second, and so does a new
+    peer's need to start on one. A source without it has only its own IDRs to offer them."""
+
+    def request_keyframe(self) -> None: ...
+
+
 VideoSource = MediaSource | EncodedVideoSource
 
 
