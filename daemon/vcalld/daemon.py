@@ -127,7 +127,7 @@ class Daemon:
     async def run(self, on_ready: Callable[[], None] | None = None) -> None:
         """Run until `stop()`; a failing source ends the run with its exception."""
         restrict_host_addresses(self.config.call.ice_host_addresses)
-        aiortc_hooks.install(self._backend.voice)
+        aiortc_hooks.install(self._backend.voice, self.outgoing.encodings["video"].bitrates)
         async with asyncio.TaskGroup() as tasks:
             self._tasks = tasks
             runners = self.outgoing.runners(self._source_problem)

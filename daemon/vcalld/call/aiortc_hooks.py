@@ -20,7 +20,10 @@ version (`UpstreamMismatchError`), because it reaches into their private state:
   also in an answer, whose codecs aiortc negotiates before the transceiver can be given
   preferences;
 - for video encoded once for every peer: a sender's keyframe requests passed on, and the
-  bandwidth estimate aiortc gives the sender's own (then idle) encoder read back.
+  bandwidth estimate aiortc gives the sender's own (then idle) encoder read back;
+- per connection, for video sent: our VideoEncoder in place of the sender's lazily made
+  VP8 or H.264 encoder, packetising with aiortc's own packetisers; and the bitrates we
+  want browsers to send us in the video codecs' format lines (x-google-*-bitrate).
 
 tests/test_audio_engine.py checks the audio ones in real calls, tests/test_video_receiver.py,
 tests/test_encoded_source.py and tests/test_encode_once.py the video ones, so an upgrade that
@@ -41,10 +44,13 @@ from typing import Any
 from weakref import WeakKeyDictionary, WeakSet
 
 import aioice.ice
+import aiortc.clock
 import aiortc.rtcpeerconnection
 from aioice import stun
 from aiortc import RTCPeerConnection, RTCRtpSender, RTCRtpTransceiver
 from aiortc.codecs import CODECS
+from aiortc.codecs.h264 import H264Encoder
+from aiortc.codecs.vpx import Vp8Encoder
 from aiortc.jitterbuffer import JitterFrame
 from aiortc.rtcrtpparameters import RTCRtpCodecParameters
 from aiortc.rtp import RtcpRrPacket, RtcpSrPacket, RtpPacket
@@ -55,6 +61,8 @@ from vcalld.call.audio.sender import VoiceEncoder, VoiceSettings
 from vcalld.call.video.assembler import AssembledFrame, FrameAssembler
 from vcalld.call.video.payloads import PayloadFormat, payload_format
 from vcalld.call.video.receiver import VideoReceiver
+from vcalld.call.video.sender import ENCODERS, VideoEncoder
+from vcalld.media.video_codecs import Bitrates, TrackEncoding
 
 log = logging.getLogger(__name__)
 PINNED = {"aiortc": "1.16.0", "aioice": "0.13.0"}
@@ -67,6 +75,7 @@ RECEIVER_NACK_GENERATOR = "_RTCRtpReceiver__nack_generator"
 RECEIVER_DECODER_QUEUE = "_RTCRtpReceiver__decoder_queue"
 RECEIVER_CODECS = "_RTCRtpReceiver__codecs"
 RECEIVER_TIMESTAMP_MAPPER = "_RTCRtpReceiver__timestamp_mapper"
+RECEIVER_BITRATE_ESTIMATOR = "_RTCRtpReceiver__remote_bitrate_estimator"
 SENDER_RTT = "_RTCRtpSender__rtt"
 
 _upstream_find_common_codecs = aiortc.rtcpeerconnection.find_common_codecs
@@ -78,8 +87,9 @@ class UpstreamMismatchError(RuntimeError):
     """aiortc or aioice is not the version these hooks were written and tested against."""
 
 
-def install(settings: VoiceSettings) -> None:
-    """Process-wide changes; call once before the first peer connection (idempotent)."""
+def install(settings: VoiceSettings, video: Bitrates | None = None) -> None:
+    """Process-wide changes; call once before the first peer connection (idempotent).
+    `video`: what browsers are asked to send us (their start, floor and ceiling)."""
     for package, version in PINNED.items():
         found = importlib.metadata.version(package)
         if found != version:
@@ -96,16 +106,19 @@ def install(settings: VoiceSettings) -> None:
         audio.insert(0, _red_for(opus))
     CODECS["audio"][:] = audio
     _add_h264_profiles(CODECS["video"])
+    if video is not None:
+        _ask_for_bitrates(CODECS["video"], video)
     aiortc.rtcpeerconnection.find_common_codecs = _find_common_codecs
     aioice.ice.Connection.query_consent = keep_consent  # type: ignore[method-assign,assignment]
 
 
 def attach(
-    pc: RTCPeerConnection, settings: VoiceSettings
+    pc: RTCPeerConnection, settings: VoiceSettings, video_start_bitrate: int | None = None
 ) -> list[Callable[[], Coroutine[Any, Any, None]]]:
     """Puts our audio engine and video receivers into `pc`'s negotiated transceivers (call
     after every completed offer/answer; transceivers already done are skipped). Returns
-    their loops, which the caller starts and cancels when the connection closes."""
+    their loops, which the caller starts and cancels when the connection closes.
+    `video_start_bitrate` (bit/s) is where the estimate we send the far end (REMB) starts."""
     loops: list[Callable[[], Coroutine[Any, Any, None]]] = []
     for transceiver in pc.getTransceivers():
         if transceiver in _attached:
@@ -113,7 +126,7 @@ def attach(
         if transceiver.kind == "video":
             if transceiver.currentDirection in ("sendrecv", "recvonly"):
                 _attached.add(transceiver)
-                loops.append(_attach_video_receiver(pc, transceiver))
+                loops.append(_attach_video_receiver(pc, transceiver, video_start_bitrate))
             continue
         types = _payload_types(transceiver._codecs)
         if types is None:
@@ -187,7 +200,14 @@ def estimated_bitrate(sender: RTCRtpSender) -> int | None:
 def video_encoder_used(transceiver: RTCRtpTransceiver) -> bool:
     """Whether the sender has encoded a frame itself (packets are only packetised)."""
     encoder = getattr(transceiver.sender, SENDER_ENCODER, None)
+    if isinstance(encoder, VideoEncoder):
+        return encoder.encoded > 0
     return getattr(encoder, "codec", None) is not None
+
+
+def video_encoder_of(transceiver: RTCRtpTransceiver) -> VideoEncoder | None:
+    encoder = getattr(transceiver.sender, SENDER_ENCODER, None)
+    return encoder if isinstance(encoder, VideoEncoder) else None
 
 
 def receiver_of(transceiver: RTCRtpTransceiver) -> AudioReceiver | None:
@@ -241,6 +261,45 @@ def _add_h264_profiles(video: list[RTCRtpCodecParameters]) -> None:
             ),
         ]
         payload_type += 2
+
+
+def _ask_for_bitrates(video: list[RTCRtpCodecParameters], bitrates: Bitrates) -> None:
+    """libwebrtc reads these from the far end's format line (kbit/s): without a start, a
+    browser starts at 300 kbit/s and takes tens of seconds to reach 720p."""
+    for codec in video:
+        if codec.mimeType.lower() in ENCODERS:
+            codec.parameters |= {
+                "x-google-start-bitrate": bitrates.start // 1000,
+                "x-google-min-bitrate": bitrates.minimum // 1000,
+                "x-google-max-bitrate": bitrates.maximum // 1000,
+            }
+
+
+def use_video_encoder(transceiver: RTCRtpTransceiver, encoding: TrackEncoding) -> None:
+    """Our VideoEncoder in `transceiver`'s sender, if VP8 or H.264 was negotiated; call
+    before its first frame (a sender that has made its own encoder keeps it)."""
+    sender = transceiver.sender
+    _require(sender, SENDER_ENCODER)
+    if getattr(sender, SENDER_ENCODER) is not None or not transceiver._codecs:
+        return
+    mime_type = transceiver._codecs[0].mimeType
+    if mime_type.lower() in ENCODERS:
+        encoder = VideoEncoder(mime_type, encoding, _packetizer(mime_type))
+        setattr(sender, SENDER_ENCODER, encoder)
+
+
+def _packetizer(mime_type: str) -> Callable[[bytes], list[bytes]]:
+    """aiortc's RTP payloads for one access unit; VP8's carry a running picture id."""
+    if mime_type.lower() != "video/vp8":
+        return lambda data: H264Encoder._packetize(H264Encoder._split_bitstream(data))
+    vp8 = Vp8Encoder()
+
+    def vp8_payloads(data: bytes) -> list[bytes]:
+        payloads = Vp8Encoder._packetize(data, vp8.picture_id)
+        vp8.picture_id = (vp8.picture_id + 1) % (1 << 15)
+        return payloads
+
+    return vp8_payloads
 
 
 def _same_h264_profile(codec: Any, profile_level_id: str) -> bool:
@@ -341,9 +400,11 @@ class _PlayoutFeed:
 
 
 def _attach_video_receiver(
-    pc: RTCPeerConnection, transceiver: RTCRtpTransceiver
+    pc: RTCPeerConnection, transceiver: RTCRtpTransceiver, start_bitrate: int | None
 ) -> Callable[[], Coroutine[Any, Any, None]]:
     rtp_receiver = transceiver.receiver
+    if start_bitrate is not None:
+        _start_estimate_at(rtp_receiver, start_bitrate)
     for attribute in (
         RECEIVER_JITTER_BUFFER,
         RECEIVER_NACK_GENERATOR,
@@ -373,6 +434,16 @@ def _attach_video_receiver(
     setattr(rtp_receiver, RECEIVER_NACK_GENERATOR, None)  # the VideoReceiver sends them
     rtp_receiver._send_rtcp_pli = receiver.request_keyframe  # type: ignore[method-assign,assignment]
     return receiver.run
+
+
+def _start_estimate_at(rtp_receiver: Any, bitrate: int) -> None:
+    """aiortc's receive-side estimate (sent as REMB) starts, after 3 s, at what arrived: a
+    browser sending a simple picture at 400 kbit/s is told 400 and, as the estimate then
+    grows by ~8% a second, its target took 8 s to get back from 380 to 570 kbit/s. libwebrtc
+    starts the estimate at the start bitrate instead; so does this."""
+    _require(rtp_receiver, RECEIVER_BITRATE_ESTIMATOR)
+    estimator = getattr(rtp_receiver, RECEIVER_BITRATE_ESTIMATOR)
+    estimator.rate_control.set_estimate(bitrate, aiortc.clock.current_ms())
 
 
 class _VideoFeed:

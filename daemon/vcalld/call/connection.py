@@ -149,10 +149,16 @@ class MediaConnection:
 
     def _negotiated(self) -> None:
         """Once codecs are negotiated, before media flow: vcalld's own audio send and
-        playout (FEC, RED, concealment) in place of aiortc's, and our video sender made
-        known to an encoder that serves every connection."""
-        for loop in aiortc_hooks.attach(self.pc, self._voice):
+        playout (FEC, RED, concealment) and video receive and encoders in place of
+        aiortc's, and our video sender made known to an encoder that serves every
+        connection."""
+        camera = self._media.video_encoding.get("video")
+        start = camera.bitrates.start if camera is not None else None
+        for loop in aiortc_hooks.attach(self.pc, self._voice, start):
             self._own(loop, f"playout-{self.label}-{len(self._owned)}")
+        for slot, encoding in self._media.video_encoding.items():
+            if slot in self._ours:
+                aiortc_hooks.use_video_encoder(self._slots[slot], encoding)
         if self._media.video_sender is not None and "video" in self._ours:
             self._media.video_sender(self._slots["video"].sender)
 

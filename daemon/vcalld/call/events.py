@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 from aiortc import RTCRtpSender
 from aiortc.mediastreams import MediaStreamTrack
 
+from vcalld.media.video_codecs import TrackEncoding
 from vcalld.state import CallState, Participant, screen_of
 
 
@@ -41,6 +42,8 @@ class LocalMedia:
     # all, ours or a source's (its keyframe requests, and bandwidth estimate, are that
     # encoder's business).
     video_sender: Callable[[RTCRtpSender], None] | None = None
+    # How each video slot ("video", "screen") is encoded where a connection encodes it.
+    video_encoding: dict[str, TrackEncoding] = field(default_factory=dict)
 
 
 class CallObserver(Protocol):

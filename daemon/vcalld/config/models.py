@@ -216,7 +216,42 @@ AudioSourceName = Annotated[str, AfterValidator(plugin_validator(SOURCE_GROUP, "
 RendererName = Annotated[str, AfterValidator(plugin_validator(RENDERER_GROUP))]
 
 
-class VideoConfig(Section):
+class BitrateSection(Section):
+    """What one outgoing video track may send; unset, by its size and rate as browsers
+    choose (see `vcalld.media.video_codecs.bitrates_for`)."""
+
+    min_bitrate_kbps: int = Field(default=100, ge=30, le=100_000)
+    start_bitrate_kbps: int | None = Field(
+        default=None,
+        ge=30,
+        le=100_000,
+        description=(
+            "Where the bitrate starts before the far end's estimate arrives, and what "
+            "browsers are asked to start sending at (unset: half the maximum)."
+        ),
+    )
+    max_bitrate_kbps: int | None = Field(
+        default=None,
+        ge=30,
+        le=100_000,
+        description=(
+            "The most it sends, and asks browsers to send (unset: 1700 at 640x480 and 30 fps, "
+            "2500 at 1280x720, 4000 at 1920x1080, 40% more at 60 fps)."
+        ),
+    )
+
+    @model_validator(mode="after")
+    def _bitrates_in_order(self) -> BitrateSection:
+        start, maximum = self.start_bitrate_kbps, self.max_bitrate_kbps
+        for name, value in (("start_bitrate_kbps", start), ("max_bitrate_kbps", maximum)):
+            if value is not None and value < self.min_bitrate_kbps:
+                raise ValueError(f"{name} is below min_bitrate_kbps")
+        if start is not None and maximum is not None and start > maximum:
+            raise ValueError("start_bitrate_kbps is above max_bitrate_kbps")
+        return self
+
+
+class VideoConfig(BitrateSection):
     enabled: bool = Field(
         default=True, description="The device has video to send (false: voice only, always)."
     )
@@ -404,7 +439,7 @@ class ProcessorsConfig(Section):
     )
 
 
-class ScreenShareConfig(Section):
+class ScreenShareConfig(BitrateSection):
     """What `start-screen-share` sends, instead of the camera or next to it."""
 
     display: str = Field(

@@ -14,6 +14,7 @@ from av.frame import Frame
 
 from vcalld.call.events import LocalMedia
 from vcalld.config import VcalldConfig
+from vcalld.config.models import BitrateSection
 from vcalld.media.encoding import SharedVideoEncoder
 from vcalld.media.fanout import Fanout
 from vcalld.media.frames import black_video, silent_audio, timed_like
@@ -31,6 +32,7 @@ from vcalld.media.sources.base import (
     load_source,
 )
 from vcalld.media.timeline import VideoTimeline
+from vcalld.media.video_codecs import TrackEncoding, bitrates_for
 
 AUDIO_SLOTS = 5  # 100 ms of 20 ms frames
 
@@ -52,6 +54,7 @@ class OutgoingMedia:
         self.audio_source: MediaSource | None = (
             load_source(config.audio.source, config.audio) if config.audio.enabled else None
         )
+        self.encodings = track_encodings(config)
         # Frames, for the self view and for the peers; with encode_once the peers take the
         # shared encoder's packets from `_encoded` instead. A source that encodes its own
         # video needs no encoder of ours.
@@ -60,7 +63,7 @@ class OutgoingMedia:
         source = self.video_source
         if config.video.encode_once and source and not isinstance(source, EncodedVideoSource):
             self._encoded = Fanout("video", depth=1)
-            self._encoder = SharedVideoEncoder(self._encoded.publish)
+            self._encoder = SharedVideoEncoder(self._encoded.publish, self.encodings["video"])
         # A source's own H.264 gets the parameter sets before each IDR, and its keyframes
         # (when it can make them) on the peers' requests.
         self._parameter_sets: ParameterSets | None = None
@@ -128,6 +131,7 @@ class OutgoingMedia:
             video_profile=self._video_profile,
             screen=self._screen.subscribe if self.screen_track else None,
             video_sender=self._video_sender(),
+            video_encoding=self.encodings,
         )
 
     def preview(self) -> Callable[[], MediaStreamTrack] | None:
@@ -259,6 +263,28 @@ class OutgoingMedia:
         if self.audio_mix is not None and isinstance(frame, AudioFrame):
             frame = self.audio_mix(frame)
         self._audio.publish(frame)
+
+
+def track_encodings(config: VcalldConfig) -> dict[str, TrackEncoding]:
+    """The bitrates and rate of the camera's track ("video") and the screen's."""
+    video, screen = config.video, config.screen_share
+
+    def encoding(section: BitrateSection, width: int, height: int, fps: int) -> TrackEncoding:
+        bitrates = bitrates_for(
+            width,
+            height,
+            fps,
+            minimum_kbps=section.min_bitrate_kbps,
+            start_kbps=section.start_bitrate_kbps,
+            maximum_kbps=section.max_bitrate_kbps,
+        )
+        return TrackEncoding(bitrates, fps)
+
+    return {
+        "video": encoding(video, video.width, video.height, video.fps),
+        # A screen of unknown size is taken for full HD.
+        "screen": encoding(screen, screen.width or 1920, screen.height or 1080, screen.fps),
+    }
 
 
 class _Switch:

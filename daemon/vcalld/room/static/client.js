@@ -228,7 +228,10 @@ vcall.stats = async () => {
           jitterBufferDelay: stat.jitterBufferDelay, jitterBufferEmittedCount: stat.jitterBufferEmittedCount,
         };
       } else if (stat.type === "outbound-rtp") {
-        entry.outbound[stat.kind] = { packetsSent: stat.packetsSent, framesEncoded: stat.framesEncoded };
+        entry.outbound[stat.kind] = {
+          packetsSent: stat.packetsSent, framesEncoded: stat.framesEncoded,
+          bytesSent: stat.bytesSent, targetBitrate: stat.targetBitrate,
+        };
       }
     });
     result[id] = entry;
