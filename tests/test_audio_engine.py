@@ -486,8 +486,8 @@ async def test_daemons_negotiate_red_and_fec_and_run_our_engine(
 
 
 @pytest.mark.slow
-@pytest.mark.timeout(150)
-async def test_call_and_its_audio_survive_60_s_at_70_percent_loss(
+@pytest.mark.timeout(120)
+async def test_call_and_its_audio_survive_42_s_at_70_percent_loss(
     room_server: RoomServer, daemon_config: Callable[..., VcalldConfig]
 ) -> None:
     """aioice's own consent checks end such a call after ~30 s (../shared/notes/aiortc.md)."""
@@ -498,7 +498,7 @@ async def test_call_and_its_audio_survive_60_s_at_70_percent_loss(
         impair(pc_b, loss_b)
         receiver = aiortc_hooks.receiver_of(audio_of(pc_a))
         assert receiver is not None
-        await asyncio.sleep(30)
+        await asyncio.sleep(12)  # with the next 30 s, past the 30 s aioice's checks last
         before = dict(receiver.buffer.counts)
         await alice.call_stats()
         await asyncio.sleep(30)

@@ -345,7 +345,7 @@ async def test_in_a_call_at_30_percent_loss_each_way_every_picture_shown_is_whol
     """aiortc's own receive path decodes frames with holes: corrupt pictures whose stamps do
     not read (../shared/notes/aiortc.md). Here every decoded picture carries a stamp whose
     check bits hold, with the colour bars where they belong."""
-    seconds = 10
+    seconds = 6
     sender, viewer = daemon_config(room_server, "dev-a"), daemon_config(room_server, "dev-b")
     async with running(sender), running(viewer) as bob:
         await eventually(lambda: video_ok(received(bob, "dev-a")), 25)
