@@ -3,8 +3,16 @@
 # .deb, readies the test bed (the amd64 VM snapshot, the arm64/armhf install chroots; each is
 # kept in the test bed's cache once built), then runs pytest inside a network namespace that
 # has only `lo`. amd64 runs in the VM under systemd; arm64 and armhf in chroots under qemu-user.
-# Usage: PYTEST=.venv/bin/pytest tools/test-package.sh [amd64] [arm64] [armhf]
+# Usage: PYTEST=.venv/bin/pytest tools/test-package.sh [--prepare-only|--prepared] [amd64] [arm64] [armhf]
+# --prepare-only builds and readies, and stops there (`make test` does that beside the host
+# tests); --prepared then runs the tests on what it built.
 set -euo pipefail
+
+mode=all
+case ${1:-} in
+    --prepare-only) mode=prepare; shift ;;
+    --prepared) mode=test; shift ;;
+esac
 
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
@@ -15,7 +23,7 @@ tests=()
 
 "$testbed" deps >/dev/null
 for arch in "${arches[@]}"; do
-    tools/deb.sh "$arch"
+    [[ $mode == test ]] || tools/deb.sh "$arch"
     # A kiosk image carries the package's dependencies; the tests install it offline.
     depends=$(dpkg-deb -f dist/vcalld_*_"$arch".deb Depends)
     case $arch in
@@ -27,7 +35,7 @@ for arch in "${arches[@]}"; do
             ;;
         arm64 | armhf)
             [[ -d $chroots/$arch ]] || "$testbed" arm-build "$arch"
-            "$testbed" arm-run "$arch" \
+            [[ $mode == test ]] || "$testbed" arm-run "$arch" \
                 "apt-get satisfy -y -qq --no-install-recommends '$depends' >/dev/null"
             tests+=("tests/package/test_arm.py::test_installs_checks_its_config_and_carries_a_call[$arch]")
             ;;
@@ -35,4 +43,5 @@ for arch in "${arches[@]}"; do
     esac
 done
 
+[[ $mode != prepare ]] || exit 0
 exec unshare --net sh -c 'ip link set lo up && exec "$@"' sh "${PYTEST:?}" -m package "${tests[@]}"
