@@ -10,9 +10,10 @@ import glob
 import importlib.metadata
 import os
 import random
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterator, Callable, Collection, Iterable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from fractions import Fraction
 from typing import Any
 
 import av
@@ -61,6 +62,7 @@ def audio_frames(samples: np.ndarray) -> Iterable[av.AudioFrame]:
             samples[start : start + FRAME].reshape(1, -1), format="s16", layout="mono"
         )
         frame.sample_rate = RATE
+        frame.pts, frame.time_base = start, Fraction(1, RATE)
         yield frame
 
 
@@ -77,8 +79,12 @@ def encode(
     red_on: bool,
     loss_reports: dict[int, float] | None = None,
     clock: Clock | None = None,
+    skipped: Collection[int] = (),
+    pts_jump: tuple[int, int] = (0, 0),
 ) -> list[Sent]:
-    """Each 20 ms frame's payload; `loss_reports` maps a frame index to a reported loss."""
+    """Each 20 ms frame's payload; `loss_reports` maps a frame index to a reported loss.
+    The frames in `skipped` never reach the encoder (the source skipped them), and from frame
+    `pts_jump[0]` on, pts are `pts_jump[1]` samples later (a new source's own clock)."""
     clock = clock or Clock()
     encoder = VoiceEncoder(settings, opus_type=111, red=red_on, clock=clock)
     sent: list[Sent] = []
@@ -86,6 +92,10 @@ def encode(
         if loss_reports and index in loss_reports:
             encoder.report_loss(loss_reports[index])
         clock.now += FRAME / RATE
+        if index in skipped:
+            continue
+        if pts_jump[1] and index >= pts_jump[0]:
+            frame.pts = index * FRAME + pts_jump[1]
         payloads, timestamp = encoder.encode(frame)
         sent.extend(Sent(payload, timestamp) for payload in payloads)
     return sent
@@ -254,6 +264,24 @@ def test_red_recovers_each_frame_from_its_own_copy() -> None:
         assert error(mine, lossless.frames[index]) < 0.05 * min(
             error(mine, lossless.frames[index - 1]), error(mine, lossless.frames[index + 1])
         )
+
+
+def test_time_a_source_skipped_is_skipped_in_the_timestamps_too() -> None:
+    """A generator that stalled skips frames 50-52: the far end conceals them in their place
+    and plays frame 53 when it is due, not 60 ms early (each frame has its own pitch)."""
+    signal = pitch_per_frame(100)
+    lossless = play(encode(signal, NO_RED, red_on=False), red_on=False)
+    stalled = play(encode(signal, NO_RED, red_on=False, skipped={50, 51, 52}), red_on=False)
+    assert [stalled.sources[index] for index in (50, 51, 52)] == [Source.CONCEALED] * 3
+    for index in (55, 70, 90):
+        mine = stalled.frames[index]
+        assert error(mine, lossless.frames[index]) < 0.05 * error(mine, lossless.frames[index + 3])
+
+
+def test_a_new_sources_clock_continues_the_timestamps() -> None:
+    """A jump of 10 s in pts is another source taking over, not ten seconds of silence."""
+    sent = encode(tone(440, 1.0), NO_RED, red_on=False, pts_jump=(20, 10 * RATE))
+    assert [packet.timestamp for packet in sent] == [index * FRAME for index in range(len(sent))]
 
 
 def spectral_distance(a: np.ndarray, b: np.ndarray) -> float:

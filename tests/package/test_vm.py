@@ -23,6 +23,7 @@ import pytest
 from av import VideoFrame
 
 from tests.package.testbed import (
+    CONTROL_CLIENT,
     CONTROL_SCRIPT,
     GuestCommandError,
     Testbed,
@@ -65,14 +66,12 @@ def deb() -> Path:
 
 
 def control(vm: Testbed, path: str, socket: str = KIOSK_SOCKET) -> dict[str, Any]:
-    return vm.json(f"python3 /root/control_get.py {path} {socket}")  # type: ignore[no-any-return]
+    return vm.json(f"{CONTROL_CLIENT} {socket} {path}")  # type: ignore[no-any-return]
 
 
 def command(vm: Testbed, name: str, **arguments: Any) -> dict[str, Any]:
     body = shlex.quote(json.dumps(arguments))
-    reply: dict[str, Any] = vm.json(
-        f"python3 /root/control_get.py /command/{name} {KIOSK_SOCKET} {body}"
-    )
+    reply: dict[str, Any] = vm.json(f"{CONTROL_CLIENT} {KIOSK_SOCKET} /command/{name} {body}")
     return reply
 
 
@@ -114,7 +113,7 @@ def test_service_is_ready_in_a_call_and_reports_to_the_journal(vm: Testbed) -> N
     until(lambda: vm.status("exec 3<>/dev/tcp/127.0.0.1/8080") == 0, timeout=60)
     vm.run(f"systemd-run --unit vcalld-peer {PEER}")
 
-    vm.write("/root/control_get.py", CONTROL_SCRIPT)
+    vm.write("/root/control.py", CONTROL_SCRIPT)
     started = time.monotonic()
     vm.run("systemctl start vcalld", timeout=120)  # Type=notify: returns at READY=1
     ready_seconds = time.monotonic() - started
@@ -189,8 +188,11 @@ KIOSK_ON_LOOPBACK = KIOSK_CONFIG.replace("[video]\n", "[video]\nenabled = false\
 
 
 def peer_hears_itself(vm: Testbed) -> bool:
-    """The peer's own 880 Hz tone comes back from the kiosk: played and captured again."""
-    frequency = peer_received_from_kiosk(vm).get("audio", {}).get("frequency_hz")
+    """The peer's own 880 Hz tone comes back from the kiosk: played and captured again.
+    Each look is printed, for a failure to show what came back instead."""
+    audio = peer_received_from_kiosk(vm).get("audio", {})
+    frequency = audio.get("frequency_hz")
+    print(f"peer hears {frequency} Hz at {audio.get('level_dbfs')} dBFS")
     return frequency is not None and abs(frequency - 880) < 20
 
 
@@ -211,7 +213,7 @@ def test_kiosk_plays_and_captures_on_a_kernel_sound_card(vm: Testbed) -> None:
     vm.write("/etc/vcalld/vcalld.toml", KIOSK_ON_LOOPBACK)
     vm.run("systemctl start vcalld", timeout=120)
     until(lambda: in_call_with(vm, ["peer"]), timeout=90)
-    until(lambda: peer_hears_itself(vm), timeout=60)
+    until(lambda: peer_hears_itself(vm), timeout=60, interval=2)
     assert sound_problems(vm) == (None, None)
 
 
@@ -231,7 +233,7 @@ def test_sound_card_removed_and_returned_is_survived(vm: Testbed) -> None:
 
         vm.run("modprobe snd-aloop")
         until(lambda: sound_problems(vm) == (None, None), timeout=30)
-        until(lambda: in_call_with(vm, ["peer"]) and peer_hears_itself(vm), timeout=60)
+        until(lambda: in_call_with(vm, ["peer"]) and peer_hears_itself(vm), timeout=60, interval=2)
         assert vm.unit_property("vcalld", "NRestarts") == restarts
     finally:
         vm.run("systemctl stop vcalld", timeout=60)

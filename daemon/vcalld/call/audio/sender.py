@@ -7,6 +7,7 @@ import collections
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from fractions import Fraction
 from typing import Any
 
 import numpy as np
@@ -27,6 +28,8 @@ BUDGET_FACTOR = 3  # redundancy may raise the audio's bitrate to 3x the configur
 FEC_HISTORY = 50  # packets: libopus codes FEC only for speech in its SILK modes
 FEC_RELIABLE = 0.5  # count on FEC once this share of recent packets carried it (pauses in
 # speech carry none, and need none)
+GAP_TOLERANCE = 48  # RTP units (1 ms): a smaller step between frames' timestamps is rounding
+MAX_GAP = 2 * opus.SAMPLE_RATE  # a longer jump is a new source's own clock, not a stall
 
 
 @dataclass(frozen=True)
@@ -89,11 +92,10 @@ class VoiceEncoder:
             fec=settings.fec,
             dtx=settings.dtx,
         )
-        self._resampler = AudioResampler(
-            format="s16", layout=layout_of(settings.channels), rate=opus.SAMPLE_RATE
-        )
+        self._resampler = self._new_resampler()
         self._fifo = SampleFifo()
         self._timestamp = 0
+        self._expected_start: int | None = None  # where the next frame follows on, RTP units
         self._sent: collections.deque[tuple[int, bytes]] = collections.deque()  # for copies
         self._carried_fec: collections.deque[bool] = collections.deque(maxlen=FEC_HISTORY)
         self._silent = False  # the last frame was DTX silence
@@ -105,6 +107,7 @@ class VoiceEncoder:
 
     def encode(self, frame: Frame, force_keyframe: bool = False) -> tuple[list[bytes], int]:
         assert isinstance(frame, AudioFrame)
+        self._follow_gap(frame)
         for resampled in self._resampler.resample(frame):
             self._fifo.push(s16_samples(resampled).copy())
         frames = min(self._fifo.queued // FRAME_SAMPLES, MAX_FRAMES_PER_PACKET)
@@ -124,6 +127,27 @@ class VoiceEncoder:
             return [], timestamp  # DTX: the first silent frame tells the receiver, no more
         self._carried_fec.append(opus.has_fec(packet))
         return [self._payload(packet, timestamp)], timestamp
+
+    def _follow_gap(self, frame: AudioFrame) -> None:
+        """Time a source skipped (a generator after a stall, a frame dropped on the way) is
+        skipped in the RTP timestamps too: the far end conceals it where it was, and the
+        stream's clock keeps to real time for playout delay and lip sync instead of falling
+        behind by every gap. The unfinished frame before a gap is left out."""
+        start = _start_in_rtp_units(frame)
+        if start is None:
+            self._expected_start = None
+            return
+        gap = start - self._expected_start if self._expected_start is not None else 0
+        if GAP_TOLERANCE < gap <= MAX_GAP:
+            self._timestamp += self._fifo.queued + gap
+            self._fifo = SampleFifo()
+            self._resampler = self._new_resampler()
+        samples = Fraction(frame.samples * opus.SAMPLE_RATE, frame.sample_rate)
+        self._expected_start = round(start + samples)
+
+    def _new_resampler(self) -> AudioResampler:
+        layout = layout_of(self.settings.channels)
+        return AudioResampler(format="s16", layout=layout, rate=opus.SAMPLE_RATE)
 
     def pack(self, packet: Any) -> tuple[list[bytes], int]:
         raise TypeError("the voice encoder takes audio frames, not encoded packets")
@@ -161,3 +185,10 @@ class VoiceEncoder:
 
     def close(self) -> None:
         self._encoder.close()
+
+
+def _start_in_rtp_units(frame: AudioFrame) -> int | None:
+    if frame.pts is None:
+        return None
+    time_base = frame.time_base or Fraction(1, frame.sample_rate)
+    return round(frame.pts * time_base * opus.SAMPLE_RATE)
