@@ -1,7 +1,8 @@
 """A fake V4L2 camera behind the interface the linuxpy code implements (`vcalld.media.camera.
 device`): no CI machine has a camera. It streams the project's stamped test pattern in the
 format asked for, as a real camera's buffers would hold it (padded rows, JPEG, H.264), at the
-mode's rate; it can be unplugged, plugged back in and made to stall."""
+mode's rate; it can be unplugged, plugged back in and made to stall. Its H.264, like a camera
+encoder's, has a long GOP; one with `keyframe_button()` makes an IDR when that is pushed."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from typing import Literal
 
 import av
 import numpy as np
+from av.video.frame import PictureType
 
 from vcalld.media.camera.device import (
     CameraControl,
@@ -29,6 +31,7 @@ from vcalld.media.pattern import PatternPainter
 ENCODERS: dict[str, Literal["mjpeg", "libx264"]] = {"MJPG": "mjpeg", "H264": "libx264"}
 ROW_PADDING = 64  # bytes past each row, as drivers that align lines add
 BRIGHTNESS_DEFAULT = 128
+H264_GOP = 300  # frames between the encoder's own IDRs: 10 s at 30 fps, as cameras do
 
 
 def webcam_modes() -> list[CameraMode]:
@@ -65,6 +68,12 @@ def standard_controls() -> dict[str, CameraControl]:
     }
 
 
+def keyframe_button() -> dict[str, CameraControl]:
+    """V4L2_CID_MPEG_VIDEO_FORCE_KEY_FRAME, as a camera with its own H.264 encoder has it."""
+    button = CameraControl("force_key_frame", "button", 0, 0, 0, 0, 0)
+    return {**standard_controls(), button.name: button}
+
+
 @dataclass
 class FakeDevice:
     """The hardware: present or not, with its modes and controls."""
@@ -75,6 +84,7 @@ class FakeDevice:
     plugged: bool = True
     delivering: bool = True  # False: streams nothing, as a wedged USB camera does
     opened: int = 0
+    buttons_pushed: list[str] = field(default_factory=list)
 
     def unplug(self) -> None:
         self.plugged = False
@@ -118,6 +128,7 @@ class FakeCamera:
         self._encoder: av.VideoCodecContext | None = None
         self._started = 0.0
         self._index = 0
+        self._idr_wanted = False
 
     def modes(self) -> list[CameraMode]:
         return list(self._device.modes)
@@ -134,7 +145,8 @@ class FakeCamera:
             encoder.pix_fmt = "yuvj420p" if codec == "mjpeg" else "yuv420p"
             encoder.time_base = Fraction(1, int(mode.fps))
             if codec == "libx264":
-                encoder.options = {"tune": "zerolatency", "preset": "ultrafast"}
+                encoder.gop_size = H264_GOP
+                encoder.options = {"tune": "zerolatency", "preset": "ultrafast", "forced-idr": "1"}
             self._encoder = encoder
         self._started = time.monotonic()
         return mode
@@ -158,6 +170,10 @@ class FakeCamera:
 
     def set_control(self, name: str, value: ControlValue) -> int:
         checked = checked_control_value(self._device.controls, name, value)
+        if self._device.controls[name].type == "button":
+            self._device.buttons_pushed.append(name)
+            self._idr_wanted = name == "force_key_frame"
+            return checked
         self._device.controls[name] = dataclasses.replace(
             self._device.controls[name], value=checked
         )
@@ -194,6 +210,9 @@ class FakeCamera:
         if self._encoder.pix_fmt == "yuvj420p":  # JPEG is full range, as cameras send it
             frame = frame.reformat(format="yuvj420p")
         frame.pts = index
+        if self._idr_wanted:
+            frame.pict_type = PictureType.I
+            self._idr_wanted = False
         data = b"".join(bytes(packet) for packet in self._encoder.encode(frame))
         return RawFrame(data, self._mode.pixel_format, self._mode.width, self._mode.height, 0)
 

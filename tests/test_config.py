@@ -124,8 +124,8 @@ def test_camera_keys_name_the_control_and_what_it_takes(tmp_path: Path) -> None:
         'brightness = 1.5\nZoom = 3\npower_line_frequency = "50 Hz"\n',
     )
     assert problems(path) == [
-        f"{path}:3: video.camera_format: input should be 'auto', 'mjpeg', 'yuyv', 'nv12' or "
-        "'h264', got \"rgb\"",
+        f"{path}:3: video.camera_format: input should be 'auto', 'mjpeg', 'yuyv', 'nv12', "
+        "'h264' or 'h264-passthrough', got \"rgb\"",
         f"{path}:6: video.controls.brightness: a control takes an integer, true or false, or a "
         "menu entry's label, got 1.5",
         f"{path}:7: video.controls.Zoom: a control's name is lower case, as `vcalld devices` "

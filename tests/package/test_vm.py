@@ -270,6 +270,7 @@ def test_vcalld_devices_lists_the_kernel_camera(vm: Testbed) -> None:
     assert re.search(r"    YUYV: .*640x480 \(1/2/4/5/10/12\.5/15/25 fps\)", listing), listing
     assert "      brightness (0 to 255, step 1, default 128) = 128" in listing
     assert "      test_pattern (menu: 0: 75% Colorbar, 1: 100% Colorbar," in listing
+    assert "      button (button: set to true)" in listing  # as force_key_frame is one
 
 
 def test_kiosk_sends_the_kernel_camera_with_its_controls(vm: Testbed) -> None:
@@ -291,6 +292,8 @@ def test_kiosk_sends_the_kernel_camera_with_its_controls(vm: Testbed) -> None:
     reply = command(vm, "set-camera-control", control="test_pattern", value="100% Red")
     assert reply["ok"], reply
     until(lambda: RED[0] < (kiosk_luma(vm) or 0) < RED[1], timeout=30)
+    # A button control, pushed through linuxpy (passthrough's force_key_frame is one).
+    assert command(vm, "set-camera-control", control="button", value=True)["ok"]
     reply = command(vm, "set-camera-control", control="brightness", value=256)
     assert reply["error"] == {
         "code": "invalid-control",

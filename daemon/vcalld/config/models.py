@@ -288,9 +288,13 @@ class VideoConfig(BitrateSection):
             "http:// or https:// stream; for the `screen` source, the X display (:0)."
         ),
     )
-    camera_format: Literal["auto", "mjpeg", "yuyv", "nv12", "h264"] = Field(
+    camera_format: Literal["auto", "mjpeg", "yuyv", "nv12", "h264", "h264-passthrough"] = Field(
         default="auto",
-        description="Camera format; auto picks the one that reaches the size and rate best.",
+        description=(
+            "Camera format; auto picks the one that reaches the size and rate best. "
+            "h264-passthrough sends the camera's own H.264 as it is, at the camera's size "
+            "(no decoding, scaling, processors or encoder of ours; H.264 only)."
+        ),
     )
     controls: dict[ControlName, ControlSetting] = Field(
         default_factory=dict,

@@ -1,5 +1,6 @@
 """Camera capture in one thread per device: frames stamped on one clock, black frames while the
-camera is missing (the outgoing track must never end), and controls set between frames."""
+camera is missing (the outgoing track must never end), and controls set between frames. In
+passthrough, the camera's H.264 goes out as packets, and keyframes come on request."""
 
 from __future__ import annotations
 
@@ -12,9 +13,7 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field
 from fractions import Fraction
 
-from av import VideoFrame
-
-from vcalld.media.camera.convert import FrameConverter
+from vcalld.media.camera.convert import FrameConverter, H264Packets
 from vcalld.media.camera.device import (
     Camera,
     CameraLostError,
@@ -29,7 +28,7 @@ from vcalld.media.camera.device import (
 from vcalld.media.camera.modes import choose_mode
 from vcalld.media.device_thread import DeviceThread
 from vcalld.media.frames import black_video
-from vcalld.media.sources.base import ReportProblem
+from vcalld.media.sources.base import Media, ReportProblem
 
 VIDEO_CLOCK = 90000
 READ_TIMEOUT_SECONDS = 0.25  # how long a control request or a stop waits at most
@@ -37,6 +36,9 @@ STALL_SECONDS = 2.0  # a camera silent this long is reopened
 # While the camera is missing: enough frames to keep the sender and the peers' decoders going,
 # at a fraction of the encoding cost of the full rate.
 FILLER_FPS = 5
+# The V4L2 control (V4L2_CID_MPEG_VIDEO_FORCE_KEY_FRAME) by which a camera that encodes H.264
+# makes its next frame an IDR.
+FORCE_KEY_FRAME = "force_key_frame"
 
 log = logging.getLogger(__name__)
 
@@ -49,13 +51,16 @@ class CaptureSettings:
     fps: int
     pixel_format: PixelFormat | None = None  # None: the best the camera offers
     controls: dict[str, ControlValue] = field(default_factory=dict)
+    # The camera's H.264 published as packets at the camera's size, not decoded (and, while
+    # the camera is missing, nothing: a black frame would need an encoder of ours).
+    passthrough: bool = False
 
 
 @dataclass
 class _Streaming:
     camera: Camera
     mode: CameraMode
-    converter: FrameConverter
+    converter: FrameConverter | H264Packets
 
 
 @dataclass(frozen=True)
@@ -76,7 +81,7 @@ class CameraCapture(DeviceThread[_Streaming]):
         self,
         system: CameraSystem,
         settings: CaptureSettings,
-        emit: Callable[[VideoFrame], None],
+        emit: Callable[[Media], None],
         report: ReportProblem,
     ) -> None:
         super().__init__(f"camera-{settings.device or 'first'}", report)
@@ -86,6 +91,8 @@ class CameraCapture(DeviceThread[_Streaming]):
         # Kept across reopening: what config asked for, then what commands changed.
         self._controls = dict(settings.controls)
         self._requests: queue.SimpleQueue[_ControlRequest] = queue.SimpleQueue()
+        self._keyframe_wanted = threading.Event()
+        self._keyframes_on_request = True  # until the camera turns out to lack the control
         self._epoch = time.monotonic()
         self._last_pts = -1
         self._size = (settings.width, settings.height)  # of the black frames, until a camera
@@ -102,6 +109,11 @@ class CameraCapture(DeviceThread[_Streaming]):
         request = _ControlRequest(name, value, Future())
         self._requests.put(request)
         return request.result
+
+    def request_keyframe(self) -> None:
+        """Any thread: passthrough's next frame should be an IDR (for a peer that joins or
+        lost pictures), asked of the camera between two frames."""
+        self._keyframe_wanted.set()
 
     def _open(self) -> _Streaming:
         info = find_camera(self._system.cameras(), self._settings.device)
@@ -123,7 +135,12 @@ class CameraCapture(DeviceThread[_Streaming]):
                 camera.set_control(name, value)
             except ControlError as error:
                 log.warning("camera control %s: %s", name, error)
-        converter = FrameConverter(mode, self._settings.width, self._settings.height)
+        converter: FrameConverter | H264Packets
+        if self._settings.passthrough:
+            converter = H264Packets(mode)
+            self._keyframe_wanted.set()  # the camera's first IDR may be a while away
+        else:
+            converter = FrameConverter(mode, self._settings.width, self._settings.height)
         self._size = (converter.width, converter.height)
         log.info(
             "camera %s (%s): %s, sent as %dx%d",
@@ -162,11 +179,15 @@ class CameraCapture(DeviceThread[_Streaming]):
         deadline = time.monotonic() + seconds
         while not self._stopping.wait(min(period, max(0.0, deadline - time.monotonic()))):
             self._serve_requests(None)
-            self._send(black_video(*self._size))
+            if not self._settings.passthrough:
+                self._send(black_video(*self._size))
             if time.monotonic() >= deadline:
                 return
 
     def _serve_requests(self, camera: Camera | None) -> None:
+        if camera is not None and self._keyframe_wanted.is_set():
+            self._keyframe_wanted.clear()
+            self._force_keyframe(camera)
         while True:
             try:
                 request = self._requests.get_nowait()
@@ -186,8 +207,22 @@ class CameraCapture(DeviceThread[_Streaming]):
                 self._controls[request.name] = request.value
                 request.result.set_result(held)
 
-    def _send(self, frame: VideoFrame) -> None:
-        """Stamped on the monotonic clock, so timestamps run on across a reopened camera."""
+    def _force_keyframe(self, camera: Camera) -> None:
+        if not self._keyframes_on_request:
+            return
+        try:
+            camera.set_control(FORCE_KEY_FRAME, True)
+        except ControlError as error:
+            self._keyframes_on_request = False
+            log.warning(
+                "camera makes no keyframe on request (%s): a joining or recovering peer "
+                "waits for its next one",
+                error,
+            )
+
+    def _send(self, frame: Media) -> None:
+        """A frame or packet, stamped on the monotonic clock, so timestamps run on across a
+        reopened camera."""
         pts = max(self._last_pts + 1, round((time.monotonic() - self._epoch) * VIDEO_CLOCK))
         self._last_pts = pts
         frame.pts = pts

@@ -1,5 +1,6 @@
 """Camera buffers to frames the encoders take: decoded (MJPEG, H.264) or wrapped (YUYV, NV12),
-scaled to fit the configured size and turned into yuv420p in one pass."""
+scaled to fit the configured size and turned into yuv420p in one pass; or, in passthrough,
+H.264 buffers to the packets that are sent as they are."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from av.video.reformatter import VideoReformatter
 
 from vcalld.media.camera.device import CameraMode, RawFrame
 from vcalld.media.camera.modes import fit_within
+from vcalld.media.h264 import NAL_IDR, nal_type, nal_units
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +60,24 @@ class FrameConverter:
                 log.info("camera: %d frames did not decode, skipped", self.corrupt)
             return None
         return frames[-1]
+
+
+class H264Packets:
+    """Passthrough: the camera's size, as nothing scales it; and from its first IDR on,
+    since a peer cannot decode the pictures that refer to earlier ones."""
+
+    def __init__(self, mode: CameraMode) -> None:
+        self.width, self.height = mode.width, mode.height
+        self._at_idr = False
+
+    def convert(self, raw: RawFrame) -> av.Packet[Any] | None:
+        keyframe = any(nal_type(unit) == NAL_IDR for unit in nal_units(raw.data))
+        self._at_idr = self._at_idr or keyframe
+        if not self._at_idr:
+            return None
+        packet = encoded_packet(raw)
+        packet.is_keyframe = keyframe
+        return packet
 
 
 def encoded_packet(raw: RawFrame) -> av.Packet[Any]:

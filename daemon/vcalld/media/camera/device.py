@@ -55,7 +55,7 @@ class CameraMode:
 @dataclass(frozen=True)
 class CameraControl:
     name: str  # as v4l2-ctl names it: brightness, exposure_time_absolute, power_line_frequency
-    type: Literal["integer", "boolean", "menu"]
+    type: Literal["integer", "boolean", "menu", "button"]  # a button acts when set; no value
     minimum: int
     maximum: int
     step: int
@@ -66,6 +66,8 @@ class CameraControl:
     def describe(self) -> str:
         if self.type == "boolean":
             return f"{self.name} (boolean) = {bool(self.value)}"
+        if self.type == "button":
+            return f"{self.name} (button: set to true)"
         if self.type == "menu":
             entries = ", ".join(f"{index}: {label}" for index, label in self.menu.items())
             return f"{self.name} (menu: {entries}) = {self.value}"
@@ -97,15 +99,12 @@ def checked_control_value(offered: dict[str, CameraControl], name: str, value: C
         if not isinstance(value, bool):
             raise ControlError(f"{name} takes true or false, not {value!r}")
         return int(value)
+    if control.type == "button":
+        if value is not True:
+            raise ControlError(f"{name} is a button: it takes true, not {value!r}")
+        return 1
     if control.type == "menu":
-        if isinstance(value, str):
-            for index, label in control.menu.items():
-                if label.casefold() == value.casefold():
-                    return index
-        elif not isinstance(value, bool) and value in control.menu:
-            return value
-        entries = ", ".join(f"{index} ({label})" for index, label in control.menu.items())
-        raise ControlError(f"{name} takes one of {entries}, not {value!r}")
+        return _menu_index(control, value)
     if isinstance(value, bool) or not isinstance(value, int):
         raise ControlError(f"{name} takes an integer, not {value!r}")
     if not control.minimum <= value <= control.maximum:
@@ -113,6 +112,18 @@ def checked_control_value(offered: dict[str, CameraControl], name: str, value: C
     if (value - control.minimum) % max(1, control.step):
         raise ControlError(f"{name} moves in steps of {control.step} from {control.minimum}")
     return value
+
+
+def _menu_index(control: CameraControl, value: ControlValue) -> int:
+    """A menu entry by its index or (any case) its label."""
+    if isinstance(value, str):
+        for index, label in control.menu.items():
+            if label.casefold() == value.casefold():
+                return index
+    elif not isinstance(value, bool) and value in control.menu:
+        return value
+    entries = ", ".join(f"{index} ({label})" for index, label in control.menu.items())
+    raise ControlError(f"{control.name} takes one of {entries}, not {value!r}")
 
 
 class Camera(Protocol):

@@ -45,6 +45,7 @@ CONTROL_TYPES = {
     ControlType.BOOLEAN: "boolean",
     ControlType.MENU: "menu",
     ControlType.INTEGER_MENU: "menu",
+    ControlType.BUTTON: "button",
 }
 
 
@@ -156,6 +157,9 @@ class LinuxCamera:
             kind = CONTROL_TYPES.get(control.type)
             if kind is None or control.is_flagged_disabled or control.is_flagged_read_only:
                 continue
+            if kind == "button":  # write-only: it has no value to read
+                controls.append(CameraControl(control.config_name, "button", 0, 0, 0, 0, 0))
+                continue
             controls.append(
                 CameraControl(
                     name=control.config_name,
@@ -177,6 +181,9 @@ class LinuxCamera:
         checked = checked_control_value(offered, name, value)
         control = self._device.controls[name]
         try:
+            if offered[name].type == "button":
+                control.push()
+                return checked
             control.value = checked
             return int(control.value)
         except OSError as error:
