@@ -35,7 +35,7 @@ define apt_install
 	fi
 endef
 
-.PHONY: demo test lint pytest test-package bench bench-audio bench-group bench-loss bench-video-loss bench-loss-testbed bench-mqtt bench-video bench-processors bench-composite deb clean
+.PHONY: demo test lint pytest test-package bench bench-audio bench-group bench-loss bench-video-loss bench-video-send bench-loss-testbed bench-mqtt bench-video bench-processors bench-composite deb clean
 
 demo: $(VENV)/.installed
 	$(BIN)/vcalld demo $(DEMO_ARGS)
@@ -96,6 +96,10 @@ bench-loss-testbed: $(VENV)/.installed .stamp-deb-tools
 # A 7-person call from one participant: vcalld via Janus, in a mesh, and Chromium via Janus.
 bench-group: $(VENV)/.installed
 	$(SUDO) unshare --net sh -c 'ip link set lo up && exec $(BIN)/python -m bench.group_call $(BENCH_ARGS)'
+
+# One sender's video to 1 and 6 peers at 720p30, and at 1080p60 passed through and encoded.
+bench-video-send: $(VENV)/.installed
+	$(SUDO) unshare --net sh -c 'ip link set lo up && exec $(BIN)/python -m bench.video_send $(BENCH_ARGS)'
 
 # The built-in frame processors, with FFmpeg's nearest filters in the same process as the peer.
 bench-processors: $(VENV)/.installed

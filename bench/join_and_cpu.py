@@ -1,10 +1,12 @@
-"""Join time and CPU of a 640x480 call: two vcalld daemons, then two Chromiums doing the same.
+"""Join time and CPU of a two-way call (640x480 at 30 fps unless `--size` and `--fps` say
+otherwise): two vcalld daemons, then two Chromiums doing the same.
 
 Join time is from the join command to the first remote frame at the joiner's sink (daemon: its
 stats renderer; Chromium: the first frame its <video> presents). Both are taken on the same
 clock as the command (CLOCK_MONOTONIC, or the page's performance.now()). CPU and memory cover a
 fixed window with both participants in the call; each row is one participant (one daemon
-process, or one Chromium process tree). Run it with `make bench`, which puts it in a private
+process, or one Chromium process tree), with what it sends (kbit/s, from its call
+statistics or getStats) and receives. Run it with `make bench`, which puts it in a private
 network namespace with only loopback.
 """
 
@@ -23,6 +25,7 @@ from urllib.parse import urlencode
 
 import psutil
 
+from bench.picture import Picture
 from bench.table import markdown_table
 from tests.chromium import Page, chromium_page, write_pattern_clip, write_tone_wav
 from tests.helpers import eventually, vcalld_process, write_daemon_config
@@ -30,7 +33,6 @@ from vcalld.config.models import RoomServerConfig
 from vcalld.control.client import control_request
 from vcalld.room.server import RoomServer
 
-WIDTH, HEIGHT, FPS = 640, 480, 30
 POLL_SECONDS = 0.01
 
 
@@ -40,6 +42,7 @@ class Row:
     join_ms: list[float] = field(default_factory=list)
     cpu_percent: float = 0.0
     pss_mib: float = 0.0
+    sent_kbps: float = 0.0
     received: str = ""
 
     def cells(self) -> list[str]:
@@ -54,6 +57,7 @@ class Row:
             join,
             f"{self.cpu_percent:.1f}",
             f"{self.pss_mib:.0f}",
+            f"{self.sent_kbps:.0f}",
             self.received,
         ]
 
@@ -112,9 +116,14 @@ async def daemon_received(socket: Path) -> str:
     return f"{video['width']}x{video['height']} @ {video['fps']:.1f} fps"
 
 
-async def bench_daemons(server: RoomServer, work: Path, reps: int, window: float) -> list[Row]:
-    joiner_config, joiner = write_daemon_config(work, "daemon-a", server.port, "d", False)
-    peer_config, peer = write_daemon_config(work, "daemon-b", server.port, "d")
+async def bench_daemons(
+    server: RoomServer, work: Path, reps: int, window: float, picture: Picture
+) -> list[Row]:
+    video = picture.video_section()
+    joiner_config, joiner = write_daemon_config(
+        work, "daemon-a", server.port, "d", auto_join=False, extra=video
+    )
+    peer_config, peer = write_daemon_config(work, "daemon-b", server.port, "d", extra=video)
     async with vcalld_process(joiner_config) as a, vcalld_process(peer_config) as b:
         await eventually(lambda: asyncio.to_thread(joiner.exists), 10, POLL_SECONDS)
         await eventually(lambda: asyncio.to_thread(peer.exists), 10, POLL_SECONDS)
@@ -124,8 +133,12 @@ async def bench_daemons(server: RoomServer, work: Path, reps: int, window: float
         await control_request(joiner, "join")
         await eventually(lambda: first_remote_video_at(peer, "daemon-a"), 20, POLL_SECONDS)
         await asyncio.sleep(3)  # past the first keyframes and bitrate ramp
+        for socket in (joiner, peer):
+            await control_request(socket, "stats")  # rates are between this sample and the next
         measured = await usage({"a": a.pid, "b": b.pid}, window)
         for row, key, socket in ((rows[0], "a", joiner), (rows[1], "b", peer)):
+            _, stats = await control_request(socket, "stats")
+            row.sent_kbps = sum(p["send_kbps"] or 0 for p in stats["participants"])
             row.cpu_percent, row.pss_mib = measured[key]
             row.received = await daemon_received(socket)
         return rows
@@ -153,6 +166,17 @@ CHROMIUM_JOIN = """
 })()
 """
 
+# Bytes sent so far (every peer, audio and video) and when, in seconds.
+CHROMIUM_SENT = """
+(async () => {
+  let bytes = 0;
+  for (const entry of Object.values(await vcall.stats())) {
+    for (const sent of Object.values(entry.outbound)) bytes += sent.bytesSent || 0;
+  }
+  return [bytes, performance.now() / 1000];
+})()
+"""
+
 CHROMIUM_RECEIVED = """
 (async () => {
   const entry = Object.values(await vcall.stats())[0];
@@ -164,11 +188,11 @@ CHROMIUM_RECEIVED = """
 
 @asynccontextmanager
 async def chromium(
-    server: RoomServer, work: Path, name: str, autojoin: bool
+    server: RoomServer, work: Path, name: str, autojoin: bool, picture: Picture
 ) -> AsyncIterator[Page]:
     clip = work / "pattern.y4m"
     if not clip.exists():
-        write_pattern_clip(clip, WIDTH, HEIGHT, FPS, frames=2 * FPS)
+        write_pattern_clip(clip, picture.width, picture.height, picture.fps, frames=picture.fps)
         write_tone_wav(work / "tone.wav", 660.0, seconds=2)
     query = urlencode({"room": "c", "name": name, "autojoin": "1" if autojoin else "0"})
     url = f"http://127.0.0.1:{server.port}/?{query}"
@@ -177,10 +201,14 @@ async def chromium(
         yield page
 
 
-async def bench_chromium(server: RoomServer, work: Path, reps: int, window: float) -> list[Row]:
+async def bench_chromium(
+    server: RoomServer, work: Path, reps: int, window: float, picture: Picture
+) -> list[Row]:
     async with AsyncExitStack() as stack:
-        joiner = await stack.enter_async_context(chromium(server, work, "chromium-a", False))
-        peer = await stack.enter_async_context(chromium(server, work, "chromium-b", True))
+        joiner = await stack.enter_async_context(
+            chromium(server, work, "chromium-a", False, picture)
+        )
+        peer = await stack.enter_async_context(chromium(server, work, "chromium-b", True, picture))
         rows = [Row("Chromium (joiner)"), Row("Chromium (in room)")]
         script = CHROMIUM_JOIN % {"room": "c", "name": "chromium-a"}
         for _ in range(reps):
@@ -188,9 +216,13 @@ async def bench_chromium(server: RoomServer, work: Path, reps: int, window: floa
             await asyncio.sleep(0.5)
         await joiner.evaluate("join('c', 'chromium-a')")
         await asyncio.sleep(3)
+        before = [await page.evaluate(CHROMIUM_SENT) for page in (joiner, peer)]
         measured = await usage({"a": joiner.browser_pid, "b": peer.browser_pid}, window)
-        for row, key, page in ((rows[0], "a", joiner), (rows[1], "b", peer)):
+        pages = ((rows[0], "a", joiner), (rows[1], "b", peer))
+        for (row, key, page), (bytes_before, at_before) in zip(pages, before, strict=True):
             row.cpu_percent, row.pss_mib = measured[key]
+            bytes_after, at_after = await page.evaluate(CHROMIUM_SENT)
+            row.sent_kbps = 8 * (bytes_after - bytes_before) / (at_after - at_before) / 1000
             row.received = str(await page.evaluate(CHROMIUM_RECEIVED))
         return rows
 
@@ -201,6 +233,7 @@ def table(rows: list[Row], window: float) -> str:
         "join -> first remote frame, ms median (min-max)",
         f"CPU % of one core ({window:.0f} s)",
         "PSS MiB",
+        "sends kbit/s",
         "receives",
     ]
     return markdown_table(header, [row.cells() for row in rows])
@@ -210,21 +243,25 @@ async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--reps", type=int, default=5, help="joins measured per participant")
     parser.add_argument("--window", type=float, default=20.0, help="CPU window in seconds")
+    parser.add_argument("--size", default="640x480", help="WxH of both participants' video")
+    parser.add_argument("--fps", type=int, default=30)
     args = parser.parse_args()
+    picture = Picture.parse(args.size, args.fps)
     server = RoomServer(RoomServerConfig(port=0))
     await server.start()
     try:
         with tempfile.TemporaryDirectory(prefix="vcalld-bench-") as folder:
             work = Path(folder)
-            rows = await bench_daemons(server, work, args.reps, args.window)
-            rows += await bench_chromium(server, work, args.reps, args.window)
+            rows = await bench_daemons(server, work, args.reps, args.window, picture)
+            rows += await bench_chromium(server, work, args.reps, args.window, picture)
     finally:
         await server.stop()
-    print(
-        f"640x480 at {FPS} fps, VP8 + Opus, two participants, loopback, {psutil.cpu_count()} CPUs"
-    )
+    print(f"{picture}, VP8 + Opus, two participants, loopback, {psutil.cpu_count()} CPUs")
     print(table(rows, args.window))
-    print(f"reproduce: make bench BENCH_ARGS='--reps {args.reps} --window {args.window:g}'")
+    print(
+        f"reproduce: make bench BENCH_ARGS='--reps {args.reps} --window {args.window:g} "
+        f"--size {args.size} --fps {args.fps}'"
+    )
 
 
 if __name__ == "__main__":

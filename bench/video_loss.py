@@ -1,6 +1,7 @@
 """Video under random packet loss: what a receiver shows of one sender's stream, and when.
 
-The sender is a daemon sending the stamped test pattern (640x480, 30 fps, VP8) and noting
+The sender is a daemon sending the stamped test pattern (640x480 at 30 fps unless `--size`
+and `--fps` say otherwise; VP8) and noting
 when it painted each stamp. Three receivers take the same stream in turn, each in a call of
 its own: a daemon with vcalld's receive path, a daemon with aiortc 1.16's own (our hooks
 left out for video), and headless Chromium. Loss is a fixed pseudo-random pattern on every
@@ -36,6 +37,7 @@ from urllib.parse import urlencode
 
 from av import VideoFrame
 
+from bench.picture import Picture
 from bench.table import markdown_table
 from tests.chromium import Page, chromium_page, write_tone_wav
 from tests.helpers import eventually, running
@@ -50,7 +52,6 @@ from vcalld.media.sinks.stats import VideoStats
 from vcalld.media.sources.base import Publish, ReportProblem
 from vcalld.room.server import RoomServer
 
-WIDTH, HEIGHT, FPS = 640, 480, 30
 WARMUP_SECONDS = 4.0
 RATES = (0.0, 0.1, 0.3, 0.5)
 RECEIVERS = ("vcalld", "aiortc", "Chromium")
@@ -65,12 +66,13 @@ HEADER = [
 
 
 class StampedPattern:
-    """The test pattern at FPS, each stamp's paint time (wall clock) kept."""
+    """The test pattern, each stamp's paint time (wall clock) kept."""
 
     kind = "video"
 
-    def __init__(self) -> None:
-        self._painter = PatternPainter(WIDTH, HEIGHT)
+    def __init__(self, picture: Picture) -> None:
+        self._fps = picture.fps
+        self._painter = PatternPainter(picture.width, picture.height)
         self.painted_at: dict[int, float] = {}
 
     async def run(self, publish: Publish, report: ReportProblem) -> None:
@@ -82,7 +84,7 @@ class StampedPattern:
             self.painted_at[index & 0xFFFF] = time.time()
             publish(frame)
             index += 1
-            await asyncio.sleep(max(0.0, start + index / FPS - loop.time()))
+            await asyncio.sleep(max(0.0, start + index / self._fps - loop.time()))
 
 
 @dataclass
@@ -166,13 +168,15 @@ def aiortc_own_video_receiver() -> Iterator[None]:
         aiortc_hooks._attach_video_receiver = attach
 
 
-def config(server: RoomServer, device: str, folder: Path, **sections: Any) -> VcalldConfig:
+def config(
+    server: RoomServer, device: str, folder: Path, picture: Picture, **sections: Any
+) -> VcalldConfig:
     return VcalldConfig.model_validate(
         {
             "device": {"id": device},
             "call": {"server_url": f"ws://127.0.0.1:{server.port}/ws", "room": "bench",
                      "ice_host_addresses": ["127.0.0.1"]},
-            "video": {"width": WIDTH, "height": HEIGHT, "fps": FPS},
+            "video": {"width": picture.width, "height": picture.height, "fps": picture.fps},
             "control": {"socket": str(folder / f"{device}.sock")},
             **sections,
         }
@@ -197,15 +201,15 @@ async def lossy_once_up(sender: Daemon, loss: float, seed: int) -> None:
 
 
 async def daemon_receives(
-    loss: float, seconds: float, folder: Path, seed: int, *, ours: bool
+    loss: float, seconds: float, folder: Path, seed: int, *, picture: Picture, ours: bool
 ) -> tuple[Shown, dict[int, float]]:
-    source = StampedPattern()
+    source = StampedPattern(picture)
     chosen = contextlib.nullcontext() if ours else aiortc_own_video_receiver()
     async with room() as server:
         with chosen, recording_shown_frames() as pictures:
-            viewer = config(server, "viewer", folder, video={"enabled": False})
+            viewer = config(server, "viewer", folder, picture, video={"enabled": False})
             async with (
-                running(config(server, "sender", folder), video_source=source) as sender,
+                running(config(server, "sender", folder, picture), video_source=source) as sender,
                 running(viewer),
             ):
                 await lossy_once_up(sender, loss, seed)
@@ -251,10 +255,10 @@ def stamp_of(bits: str) -> int | None:
 
 
 async def chromium_receives(
-    loss: float, seconds: float, folder: Path, seed: int
+    loss: float, seconds: float, folder: Path, seed: int, *, picture: Picture
 ) -> tuple[Shown, dict[int, float]]:
-    source = StampedPattern()
-    geometry = Geometry(WIDTH, HEIGHT)
+    source = StampedPattern(picture)
+    geometry = Geometry(picture.width, picture.height)
     row = (geometry.stamp_top + geometry.digits_top) // 2
     centers = [sum(geometry.cell_span(bit)) // 2 for bit in range(STAMP_BITS)]
     wav = write_tone_wav(folder / "tone.wav", 660.0, seconds=2)
@@ -262,7 +266,7 @@ async def chromium_receives(
         query = urlencode({"room": "bench", "name": "chromium", "autojoin": "1"})
         url = f"http://127.0.0.1:{server.port}/?{query}"
         async with (
-            running(config(server, "sender", folder), video_source=source) as sender,
+            running(config(server, "sender", folder, picture), video_source=source) as sender,
             chromium_page(url, audio_wav=wav) as page,
         ):
             await lossy_once_up(sender, loss, seed)
@@ -283,7 +287,10 @@ async def main() -> None:
     parser.add_argument("--seconds", type=float, default=20.0, help="of loss per rate")
     parser.add_argument("--rates", type=float, nargs="*", default=list(RATES))
     parser.add_argument("--receivers", nargs="*", default=list(RECEIVERS), choices=RECEIVERS)
+    parser.add_argument("--size", default="640x480", help="WxH of the sender's video")
+    parser.add_argument("--fps", type=int, default=30)
     args = parser.parse_args()
+    picture = Picture.parse(args.size, args.fps)
     rows = []
     with tempfile.TemporaryDirectory() as name:
         folder = Path(name)
@@ -291,16 +298,20 @@ async def main() -> None:
             for receiver in args.receivers:
                 seed = 300 + index
                 if receiver == "Chromium":
-                    shown, painted = await chromium_receives(loss, args.seconds, folder, seed)
+                    shown, painted = await chromium_receives(
+                        loss, args.seconds, folder, seed, picture=picture
+                    )
                 else:
                     shown, painted = await daemon_receives(
-                        loss, args.seconds, folder, seed, ours=receiver == "vcalld"
+                        loss, args.seconds, folder, seed, picture=picture, ours=receiver == "vcalld"
                     )
                 rows.append(shown.result(receiver, loss, painted))
                 print(" | ".join(rows[-1]), flush=True)
     print()
     print(markdown_table(HEADER, rows))
-    print(f"\n`make bench-video-loss` ({args.seconds:.0f} s of loss per rate and receiver)")
+    print(
+        f"\n{picture}; `make bench-video-loss` ({args.seconds:.0f} s of loss per rate and receiver)"
+    )
 
 
 if __name__ == "__main__":

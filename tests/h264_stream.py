@@ -1,5 +1,6 @@
 """The stamped test pattern as live H.264, as a camera with its own encoder makes it: SPS and
-PPS once, in the first access unit; an IDR at the start and then only when asked for."""
+PPS once, in the first access unit; an IDR at the start and then only when asked for. And a
+source looping H.264 encoded beforehand, as a plugin with an encoder of its own would send."""
 
 from __future__ import annotations
 
@@ -84,3 +85,55 @@ class H264CameraSource:
                 publish(packet)
             sent += 1
             await asyncio.sleep(start + sent / self.camera.fps - loop.time())
+
+
+def encode_pattern(
+    width: int, height: int, fps: int, seconds: int, bitrate: int | None = None
+) -> list[av.Packet[Any]]:
+    """The stamped pattern as a browser-safe H.264 stream: constrained baseline, no
+    B-frames, an IDR with SPS and PPS every second; at `bitrate` (bit/s) when given."""
+    encoder = av.CodecContext.create("libx264", "w")
+    assert isinstance(encoder, av.VideoCodecContext)
+    encoder.width, encoder.height, encoder.pix_fmt = width, height, "yuv420p"
+    encoder.time_base = Fraction(1, fps)
+    encoder.gop_size = fps
+    if bitrate is not None:
+        encoder.bit_rate = bitrate
+    encoder.options = {
+        "profile": "baseline",
+        "preset": "ultrafast",
+        "tune": "zerolatency",
+        "x264-params": f"keyint={fps}:min-keyint={fps}:repeat-headers=1:bframes=0",
+    }
+    painter = PatternPainter(width, height)
+    packets: list[av.Packet[Any]] = []
+    for index in range(seconds * fps):
+        frame = av.VideoFrame.from_ndarray(painter.paint(index), format="yuv420p")
+        frame.pts, frame.time_base = index, Fraction(1, fps)
+        packets.extend(encoder.encode(frame))
+    packets.extend(encoder.encode(None))
+    return packets
+
+
+class H264LoopSource:
+    """An EncodedVideoSource looping `packets` at `fps`, pts running on."""
+
+    kind = "video"
+    codec = "video/H264"
+
+    def __init__(self, packets: list[av.Packet[Any]], fps: int) -> None:
+        self._packets = packets
+        self._fps = fps
+        self.published = 0
+
+    async def run(self, publish: PublishMedia, report: ReportProblem) -> None:
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        while True:
+            for packet in self._packets:
+                sent = av.Packet(bytes(packet))
+                sent.pts, sent.time_base = self.published, Fraction(1, self._fps)
+                sent.is_keyframe = packet.is_keyframe
+                publish(sent)
+                self.published += 1
+                await asyncio.sleep(start + self.published / self._fps - loop.time())

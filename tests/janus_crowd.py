@@ -26,7 +26,12 @@ from fractions import Fraction
 import aiohttp
 import numpy as np
 from aiortc import RTCPeerConnection, RTCSessionDescription
-from aiortc.mediastreams import AudioStreamTrack, MediaStreamError, VideoStreamTrack
+from aiortc.mediastreams import (
+    AudioStreamTrack,
+    MediaStreamError,
+    MediaStreamTrack,
+    VideoStreamTrack,
+)
 from av import AudioFrame, VideoFrame
 
 from tests.janus import ICE_ADDRESS, WS_URL
@@ -77,6 +82,31 @@ class ToneTrack(AudioStreamTrack):
         return frame
 
 
+class FrameRates:
+    """The frame rate received from each publisher, over the last FPS_WINDOW_SECONDS."""
+
+    def __init__(self) -> None:
+        self._arrivals: dict[str, deque[float]] = {}
+
+    def fps(self) -> dict[str, float]:
+        now = time.monotonic()
+        rates = {}
+        for publisher, arrivals in self._arrivals.items():
+            recent = [t for t in arrivals if now - t <= FPS_WINDOW_SECONDS]
+            rates[publisher] = (len(recent) - 1) / (now - recent[0]) if len(recent) > 1 else 0.0
+        return rates
+
+    async def count(self, publisher: str, track: MediaStreamTrack) -> None:
+        """Takes (and so decodes) `track`'s frames until it ends."""
+        arrivals = self._arrivals.setdefault(publisher, deque(maxlen=256))
+        try:
+            while True:
+                await track.recv()
+                arrivals.append(time.monotonic())
+        except MediaStreamError:
+            return
+
+
 class Participant:
     def __init__(
         self, name: str, room: Room, size: tuple[int, int, int], watch: set[str] | None
@@ -85,16 +115,8 @@ class Participant:
         self.room = room
         self.size = size
         self.watched = watch
-        self.arrivals: dict[str, deque[float]] = {}
+        self.rates = FrameRates()
         self.connections: list[RTCPeerConnection] = []
-
-    def fps(self) -> dict[str, float]:
-        now = time.monotonic()
-        rates = {}
-        for display, arrivals in self.arrivals.items():
-            recent = [t for t in arrivals if now - t <= FPS_WINDOW_SECONDS]
-            rates[display] = (len(recent) - 1) / (now - recent[0]) if len(recent) > 1 else 0.0
-        return rates
 
     async def run(self, session: JanusSession, tasks: asyncio.TaskGroup) -> None:
         handle = await session.attach(PLUGIN)
@@ -145,48 +167,12 @@ class Participant:
         assert reply.jsep is not None
         pc = RTCPeerConnection()
         self.connections.append(pc)
-        arrivals = self.arrivals.setdefault(feed.display, deque(maxlen=256))
-
-        @pc.on("track")
-        def count(track: VideoStreamTrack) -> None:
-            async def consume() -> None:
-                try:
-                    while True:
-                        await track.recv()
-                        arrivals.append(time.monotonic())
-                except MediaStreamError:
-                    return
-
-            tasks.create_task(consume())
+        pc.on("track", lambda track: tasks.create_task(self.rates.count(feed.display, track)))
 
         await pc.setRemoteDescription(RTCSessionDescription(**reply.jsep))
         await pc.setLocalDescription(await pc.createAnswer())
         answer = pc.localDescription
         await handle.message({"request": "start"}, {"type": "answer", "sdp": answer.sdp})
-
-
-@asynccontextmanager
-async def crowd_processes(
-    module: str, names: list[str], arguments: list[str]
-) -> AsyncIterator[list[asyncio.subprocess.Process]]:
-    """`python -m module --names ...` for `names`, three to a process (spread over the
-    cores); terminated at the end."""
-    processes = []
-    try:
-        for start in range(0, len(names), 3):
-            command = [sys.executable, "-m", module, "--names", ",".join(names[start : start + 3])]
-            processes.append(
-                await asyncio.create_subprocess_exec(
-                    *command, *arguments, stdout=asyncio.subprocess.PIPE
-                )
-            )
-        yield processes
-    finally:
-        for process in processes:
-            if process.returncode is None:
-                process.terminate()
-        for process in processes:
-            await process.wait()
 
 
 class Crowd:
@@ -211,6 +197,42 @@ class Crowd:
 
 
 @asynccontextmanager
+async def crowd_processes(
+    module: str, names: list[str], arguments: list[str]
+) -> AsyncIterator[Crowd]:
+    """`python -m module --names ...` for `names`, three to a process (spread over the
+    cores), their reports read as they come; terminated at the end."""
+    processes = []
+    watched = Crowd()
+    try:
+        async with asyncio.TaskGroup() as tasks:
+            for start in range(0, len(names), 3):
+                command = [
+                    sys.executable,
+                    "-m",
+                    module,
+                    "--names",
+                    ",".join(names[start : start + 3]),
+                ]
+                process = await asyncio.create_subprocess_exec(
+                    *command, *arguments, stdout=asyncio.subprocess.PIPE
+                )
+                processes.append(process)
+                tasks.create_task(watched.read(process))  # ends with the process
+            try:
+                yield watched
+            finally:
+                for process in processes:
+                    if process.returncode is None:
+                        process.terminate()
+    finally:
+        for process in processes:
+            if process.returncode is None:
+                process.kill()
+            await process.wait()
+
+
+@asynccontextmanager
 async def crowd(
     names: list[str], room: str, size: tuple[int, int, int], watch: str = ""
 ) -> AsyncIterator[Crowd]:
@@ -219,25 +241,16 @@ async def crowd(
     width, height, fps = size
     arguments = ["--room", room, "--watch", watch, "--width", str(width)]
     arguments += ["--height", str(height), "--fps", str(fps)]
-    watched = Crowd()
-    async with (
-        crowd_processes("tests.janus_crowd", names, arguments) as processes,
-        asyncio.TaskGroup() as tasks,
-    ):
-        readers = [tasks.create_task(watched.read(process)) for process in processes]
-        try:
-            yield watched
-        finally:
-            for reader in readers:
-                reader.cancel()
+    async with crowd_processes("tests.janus_crowd", names, arguments) as watched:
+        yield watched
 
 
-async def report(participants: list[Participant]) -> None:
+async def report(participants: dict[str, FrameRates]) -> None:
+    """Once a second, a JSON line per participant: what it receives from whom, at what rate."""
     while True:
         await asyncio.sleep(1)
-        for participant in participants:
-            line = {"name": participant.name, "fps": participant.fps()}
-            sys.stdout.write(json.dumps(line) + "\n")
+        for name, rates in participants.items():
+            sys.stdout.write(json.dumps({"name": name, "fps": rates.fps()}) + "\n")
         sys.stdout.flush()
 
 
@@ -256,7 +269,7 @@ async def main(arguments: argparse.Namespace) -> None:
                 for participant, session in zip(participants, sessions, strict=True):
                     tasks.create_task(session.run())
                     tasks.create_task(participant.run(session, tasks))
-                tasks.create_task(report(participants))
+                tasks.create_task(report({p.name: p.rates for p in participants}))
         except TimeoutError:
             pass
         finally:

@@ -7,73 +7,21 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from fractions import Fraction
-from typing import Any
 
-import av
 import pytest
 from aiortc import RTCRtpTransceiver
 from aiortc.sdp import H264Profile, parse_h264_profile_level_id
 
-from tests.h264_stream import H264Camera, H264CameraSource
+from tests.h264_stream import H264Camera, H264CameraSource, H264LoopSource, encode_pattern
 from tests.helpers import eventually, received, running, video_ok
 from vcalld.call import aiortc_hooks
 from vcalld.config import VcalldConfig
 from vcalld.daemon import Daemon
-from vcalld.media.pattern import PatternPainter
-from vcalld.media.sources.base import EncodedVideoSource, PublishMedia, ReportProblem
+from vcalld.media.sources.base import EncodedVideoSource
 from vcalld.room.server import RoomServer
 
 pytestmark = pytest.mark.slow
 WIDTH, HEIGHT, FPS = 640, 480, 25
-
-
-def encode_pattern(seconds: int) -> list[av.Packet[Any]]:
-    """The stamped pattern as a browser-safe H.264 stream: constrained baseline, no
-    B-frames, an IDR with SPS and PPS every second."""
-    encoder = av.CodecContext.create("libx264", "w")
-    assert isinstance(encoder, av.VideoCodecContext)
-    encoder.width, encoder.height, encoder.pix_fmt = WIDTH, HEIGHT, "yuv420p"
-    encoder.time_base = Fraction(1, FPS)
-    encoder.gop_size = FPS
-    encoder.options = {
-        "profile": "baseline",
-        "preset": "ultrafast",
-        "tune": "zerolatency",
-        "x264-params": f"keyint={FPS}:min-keyint={FPS}:repeat-headers=1:bframes=0",
-    }
-    painter = PatternPainter(WIDTH, HEIGHT)
-    packets: list[av.Packet[Any]] = []
-    for index in range(seconds * FPS):
-        frame = av.VideoFrame.from_ndarray(painter.paint(index), format="yuv420p")
-        frame.pts, frame.time_base = index, Fraction(1, FPS)
-        packets.extend(encoder.encode(frame))
-    packets.extend(encoder.encode(None))
-    return packets
-
-
-class H264LoopSource:
-    """What a plugin with its own encoder (or a camera's) would do: loops its packets at
-    their rate, pts running on."""
-
-    kind = "video"
-    codec = "video/H264"
-
-    def __init__(self, packets: list[av.Packet[Any]]) -> None:
-        self._packets = packets
-        self.published = 0
-
-    async def run(self, publish: PublishMedia, report: ReportProblem) -> None:
-        loop = asyncio.get_running_loop()
-        start = loop.time()
-        while True:
-            for packet in self._packets:
-                sent = av.Packet(bytes(packet))
-                sent.pts, sent.time_base = self.published, Fraction(1, FPS)
-                sent.is_keyframe = packet.is_keyframe
-                publish(sent)
-                self.published += 1
-                await asyncio.sleep(start + self.published / FPS - loop.time())
 
 
 def video_transceiver(daemon: Daemon) -> RTCRtpTransceiver:
@@ -84,7 +32,7 @@ def video_transceiver(daemon: Daemon) -> RTCRtpTransceiver:
 async def test_a_source_s_h264_goes_out_without_encoding(
     room_server: RoomServer, daemon_config: Callable[..., VcalldConfig]
 ) -> None:
-    source = H264LoopSource(encode_pattern(seconds=2))
+    source = H264LoopSource(encode_pattern(WIDTH, HEIGHT, FPS, seconds=2), FPS)
     assert isinstance(source, EncodedVideoSource)
     sending = daemon_config(room_server, "dev-a")
     async with (

@@ -404,7 +404,7 @@ def _attach_video_receiver(
 ) -> Callable[[], Coroutine[Any, Any, None]]:
     rtp_receiver = transceiver.receiver
     if start_bitrate is not None:
-        _start_estimate_at(rtp_receiver, start_bitrate)
+        start_estimate_at(rtp_receiver, start_bitrate)
     for attribute in (
         RECEIVER_JITTER_BUFFER,
         RECEIVER_NACK_GENERATOR,
@@ -436,7 +436,7 @@ def _attach_video_receiver(
     return receiver.run
 
 
-def _start_estimate_at(rtp_receiver: Any, bitrate: int) -> None:
+def start_estimate_at(rtp_receiver: Any, bitrate: int) -> None:
     """aiortc's receive-side estimate (sent as REMB) starts, after 3 s, at what arrived: a
     browser sending a simple picture at 400 kbit/s is told 400 and, as the estimate then
     grows by ~8% a second, its target took 8 s to get back from 380 to 570 kbit/s. libwebrtc

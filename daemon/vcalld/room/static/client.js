@@ -231,6 +231,8 @@ vcall.stats = async () => {
         entry.outbound[stat.kind] = {
           packetsSent: stat.packetsSent, framesEncoded: stat.framesEncoded,
           bytesSent: stat.bytesSent, targetBitrate: stat.targetBitrate,
+          frameWidth: stat.frameWidth, frameHeight: stat.frameHeight,
+          framesPerSecond: stat.framesPerSecond, qualityLimitationReason: stat.qualityLimitationReason,
         };
       }
     });
