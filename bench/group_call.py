@@ -17,7 +17,7 @@ import argparse
 import asyncio
 import statistics
 import tempfile
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,7 +26,7 @@ from typing import Any
 from bench.join_and_cpu import usage
 from bench.table import markdown_table
 from tests.chromium import Page, chromium_page, write_pattern_clip, write_tone_wav
-from tests.helpers import eventually, vcalld_process
+from tests.helpers import VCALLD_RUN, eventually, vcalld_process
 from tests.janus import ICE_ADDRESS, WS_URL, Janus, demo_pages, join_demo_room
 from tests.janus_crowd import crowd, crowd_processes
 from vcalld.config.models import RoomServerConfig
@@ -120,9 +120,12 @@ async def measure_daemon(
 
 
 @asynccontextmanager
-async def kiosk(work: Path, call: str, more: str = "") -> AsyncIterator[tuple[Path, int]]:
-    """`vcalld run` with the packaged defaults (a 640x480 test pattern at 30 fps), the
-    `[call]` lines given and `more` sections; yields its control socket and pid."""
+async def kiosk(
+    work: Path, call: str, more: str = "", program: Sequence[str | Path] = VCALLD_RUN
+) -> AsyncIterator[tuple[Path, int]]:
+    """`vcalld run` (or `program`) with the packaged defaults (a 640x480 test pattern at
+    30 fps), the `[call]` lines given and `more` sections; yields its control socket and
+    pid."""
     folder = Path(tempfile.mkdtemp(dir=work))  # a socket left by the last run is not ours
     socket = folder / "kiosk.sock"
     config = folder / "kiosk.toml"
@@ -130,7 +133,7 @@ async def kiosk(work: Path, call: str, more: str = "") -> AsyncIterator[tuple[Pa
         f'[device]\nid = "kiosk"\n[control]\nsocket = "{socket}"\n'
         f'[call]\nroom = "{ROOM}"\nauto_join = true\n{call}{more}'
     )
-    async with vcalld_process(config) as process:
+    async with vcalld_process(config, program=program) as process:
         await eventually(socket.exists, 10)
         yield socket, process.pid
 

@@ -22,6 +22,7 @@ from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlencode
 
 import psutil
@@ -167,16 +168,29 @@ CHROMIUM_JOIN = """
 })()
 """
 
-# Bytes sent so far (every peer, audio and video) and when, in seconds.
+# Bytes sent so far (every peer, audio and video), when (in seconds), and each peer's video
+# as sent: its size and what limits it.
 CHROMIUM_SENT = """
 (async () => {
   let bytes = 0;
+  const pictures = [];
   for (const entry of Object.values(await vcall.stats())) {
     for (const sent of Object.values(entry.outbound)) bytes += sent.bytesSent || 0;
+    const video = entry.outbound.video;
+    if (video && video.frameWidth) {
+      pictures.push(`${video.frameWidth}x${video.frameHeight} (${video.qualityLimitationReason})`);
+    }
   }
-  return [bytes, performance.now() / 1000];
+  return { bytes, at: performance.now() / 1000, pictures };
 })()
 """
+
+
+def chromium_sent_kbps(before: dict[str, Any], after: dict[str, Any]) -> float:
+    """What a page sent between two CHROMIUM_SENT readings."""
+    sent_bytes, seconds = after["bytes"] - before["bytes"], after["at"] - before["at"]
+    return float(8 * sent_bytes / seconds / 1000)
+
 
 CHROMIUM_RECEIVED = """
 (async () => {
@@ -223,10 +237,9 @@ async def bench_chromium(
         before = [await page.evaluate(CHROMIUM_SENT) for page in (joiner, peer)]
         measured = await usage({"a": joiner.browser_pid, "b": peer.browser_pid}, window)
         pages = ((rows[0], "a", joiner), (rows[1], "b", peer))
-        for (row, key, page), (bytes_before, at_before) in zip(pages, before, strict=True):
+        for (row, key, page), sent_before in zip(pages, before, strict=True):
             row.cpu_percent, row.pss_mib = measured[key]
-            bytes_after, at_after = await page.evaluate(CHROMIUM_SENT)
-            row.sent_kbps = 8 * (bytes_after - bytes_before) / (at_after - at_before) / 1000
+            row.sent_kbps = chromium_sent_kbps(sent_before, await page.evaluate(CHROMIUM_SENT))
             row.received = str(await page.evaluate(CHROMIUM_RECEIVED))
         return rows
 

@@ -309,9 +309,10 @@ async def main() -> None:
                 print(" | ".join(rows[-1]), flush=True)
     print()
     print(markdown_table(HEADER, rows))
-    print(
-        f"\n{picture}; `make bench-video-loss` ({args.seconds:.0f} s of loss per rate and receiver)"
-    )
+    print(f"\n{picture}, {args.seconds:.0f} s of loss per rate and receiver:")
+    rates = " ".join(f"{rate:g}" for rate in args.rates)
+    arguments = f"--size {args.size} --fps {args.fps} --rates {rates} --seconds {args.seconds:g}"
+    print(f"`make bench-video-loss BENCH_ARGS='{arguments}'`")
 
 
 if __name__ == "__main__":

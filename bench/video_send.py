@@ -30,17 +30,18 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
-from bench.join_and_cpu import usage
+from bench.group_call import ROOM, kiosk
+from bench.join_and_cpu import CHROMIUM_SENT, chromium_sent_kbps, usage
+from bench.picture import Picture
 from bench.table import markdown_table
 from tests.chromium import Page, chromium_page, write_pattern_clip, write_tone_wav
-from tests.helpers import BIN, eventually
+from tests.helpers import VCALLD_RUN, eventually
 from tests.janus_crowd import Crowd, crowd_processes
 from vcalld.config.models import RoomServerConfig, VideoConfig
 from vcalld.control.client import control_request
 from vcalld.media.video_codecs import bitrates_for
 from vcalld.room.server import RoomServer
 
-ROOM = "send"
 WARM_UP_SECONDS = 40.0
 SETTLE_SECONDS = 8.0  # bandwidth estimates ramp up, Chromium adapts its resolution
 CLIP_SECONDS = 1  # of the Y4M loop Chromium's fake camera plays
@@ -59,9 +60,7 @@ HEADER = [
 @dataclass(frozen=True)
 class Scenario:
     sender: str  # "vcalld", "vcalld-passthrough" or "chromium"
-    width: int
-    height: int
-    fps: int
+    picture: Picture
     peers: int
     encode_once: bool = False
 
@@ -73,18 +72,15 @@ class Scenario:
             "chromium": "Chromium",
         }[self.sender]
 
-    @property
-    def picture(self) -> str:
-        return f"{self.width}x{self.height}@{self.fps}"
 
-
+HD, FULL_HD_60 = Picture(1280, 720, 30), Picture(1920, 1080, 60)
 SCENARIOS = [
-    *(Scenario("vcalld", 1280, 720, 30, peers, encode_once=True) for peers in (1, 6)),
-    *(Scenario("vcalld", 1280, 720, 30, peers) for peers in (1, 6)),
-    *(Scenario("chromium", 1280, 720, 30, peers) for peers in (1, 6)),
-    Scenario("vcalld-passthrough", 1920, 1080, 60, 1),
-    Scenario("vcalld", 1920, 1080, 60, 1),
-    Scenario("chromium", 1920, 1080, 60, 1),
+    *(Scenario("vcalld", HD, peers, encode_once=True) for peers in (1, 6)),
+    *(Scenario("vcalld", HD, peers) for peers in (1, 6)),
+    *(Scenario("chromium", HD, peers) for peers in (1, 6)),
+    Scenario("vcalld-passthrough", FULL_HD_60, 1),
+    Scenario("vcalld", FULL_HD_60, 1),
+    Scenario("chromium", FULL_HD_60, 1),
 ]
 
 
@@ -104,9 +100,9 @@ def members(count: int) -> list[str]:
 async def peers(server: RoomServer, scenario: Scenario, sender: str) -> AsyncIterator[Crowd]:
     url = f"ws://127.0.0.1:{server.port}/ws"
     arguments = ["--server", url, "--room", ROOM, "--peer", sender, "--width", "0"]
-    start = bitrates_for(
-        scenario.width, scenario.height, scenario.fps, minimum_kbps=VideoConfig().min_bitrate_kbps
-    ).start
+    picture = scenario.picture
+    minimum = VideoConfig().min_bitrate_kbps
+    start = bitrates_for(picture.width, picture.height, picture.fps, minimum_kbps=minimum).start
     arguments += ["--start-kbps", str(start // 1000)]
     async with crowd_processes("bench.mesh_crowd", members(scenario.peers), arguments) as crowd:
         yield crowd
@@ -127,31 +123,16 @@ async def all_receiving(crowd: Crowd, scenario: Scenario, sender: str) -> bool:
 async def vcalld_sender(
     server: RoomServer, scenario: Scenario, work: Path
 ) -> AsyncIterator[tuple[Path, int]]:
-    """The sending daemon as a process of its own; yields its control socket and pid."""
-    folder = Path(tempfile.mkdtemp(dir=work))
-    socket, config = folder / "kiosk.sock", folder / "kiosk.toml"
-    config.write_text(
-        f'[device]\nid = "kiosk"\n[control]\nsocket = "{socket}"\n'
-        f'[call]\nserver_url = "ws://127.0.0.1:{server.port}/ws"\nroom = "{ROOM}"\n'
-        'auto_join = true\nice_host_addresses = ["127.0.0.1"]\n'
-        f"[video]\nwidth = {scenario.width}\nheight = {scenario.height}\nfps = {scenario.fps}\n"
-        f"encode_once = {str(scenario.encode_once).lower()}\n"
-    )
-    if scenario.sender == "vcalld-passthrough":
-        size = ["--width", str(scenario.width), "--height", str(scenario.height)]
-        command = [sys.executable, "-m", "bench.video_sender", "--config", str(config), *size]
-        command += ["--fps", str(scenario.fps)]
-    else:
-        command = [str(BIN / "vcalld"), "run", "--config", str(config)]
-    log = (folder / "kiosk.log").open("wb")
-    process = await asyncio.create_subprocess_exec(*command, stderr=log)
-    try:
+    """The sending daemon as a process of its own, in the call; yields its control socket
+    and pid."""
+    call = f'server_url = "ws://127.0.0.1:{server.port}/ws"\nice_host_addresses = ["127.0.0.1"]\n'
+    video = scenario.picture.video_section()
+    video += f"encode_once = {str(scenario.encode_once).lower()}\n"
+    passthrough = scenario.sender == "vcalld-passthrough"
+    program = (sys.executable, "-m", "bench.video_sender") if passthrough else VCALLD_RUN
+    async with kiosk(work, call, video, program) as (socket, pid):
         await eventually(lambda: in_call(socket), 30, 0.5)
-        yield socket, process.pid
-    finally:
-        process.kill()
-        await process.wait()
-        log.close()
+        yield socket, pid
 
 
 async def in_call(socket: Path) -> bool:
@@ -181,27 +162,15 @@ async def measure_vcalld(
 
 # Chromium --------------------------------------------------------------------------------------
 
-CHROMIUM_SENT = """(async () => {
-  let bytes = 0;
-  const pictures = new Set();
-  for (const entry of Object.values(await vcall.stats())) {
-    for (const sent of Object.values(entry.outbound)) bytes += sent.bytesSent || 0;
-    const video = entry.outbound.video;
-    if (video && video.frameWidth) {
-      pictures.add(`${video.frameWidth}x${video.frameHeight} (${video.qualityLimitationReason})`);
-    }
-  }
-  return { bytes, at: performance.now() / 1000, pictures: [...pictures] };
-})()"""
-
 
 async def measure_chromium(
     server: RoomServer, scenario: Scenario, work: Path, window: float
 ) -> Measured:
-    clip = work / f"pattern-{scenario.picture}.y4m"
+    picture = scenario.picture
+    clip = work / f"pattern-{picture.width}x{picture.height}-{picture.fps}.y4m"
     if not clip.exists():
-        frames = CLIP_SECONDS * scenario.fps
-        write_pattern_clip(clip, scenario.width, scenario.height, scenario.fps, frames)
+        frames = CLIP_SECONDS * picture.fps
+        write_pattern_clip(clip, picture.width, picture.height, picture.fps, frames)
     wav = write_tone_wav(work / "tone.wav", 660.0, seconds=2)
     query = urlencode({"room": ROOM, "name": "chromium", "autojoin": "1"})
     url = f"http://127.0.0.1:{server.port}/?{query}"
@@ -216,9 +185,8 @@ async def measure_chromium(
             before = await page.evaluate(CHROMIUM_SENT)
             cpu = (await usage({"chromium": page.browser_pid}, window))["chromium"][0]
             after: dict[str, Any] = await page.evaluate(CHROMIUM_SENT)
-            seconds = after["at"] - before["at"]
-            upload = 8 * (after["bytes"] - before["bytes"]) / seconds / 1000
-            sent_as = "VP8 " + ", ".join(after["pictures"])
+            upload = chromium_sent_kbps(before, after)
+            sent_as = "VP8 " + ", ".join(sorted(set(after["pictures"])))
             return Measured(cpu, upload, received_fps(crowd, scenario, "chromium"), sent_as)
 
 
@@ -235,7 +203,7 @@ def row(scenario: Scenario, measured: Measured, one_peer: Measured | None) -> li
     ratio = f"{measured.cpu_percent / one_peer.cpu_percent:.2f}x" if one_peer else "-"
     return [
         scenario.label,
-        scenario.picture,
+        str(scenario.picture),
         str(scenario.peers),
         f"{measured.cpu_percent:.1f}",
         ratio if scenario.peers > 1 else "-",
@@ -254,7 +222,7 @@ async def main() -> None:
     server = RoomServer(RoomServerConfig(port=0, max_participants=8))
     await server.start()
     rows = []
-    single: dict[tuple[str, bool, str], Measured] = {}
+    single: dict[tuple[str, bool, Picture], Measured] = {}
     try:
         with tempfile.TemporaryDirectory(prefix="vcalld-bench-") as folder:
             for scenario in (s for s in SCENARIOS if s.sender in args.senders):

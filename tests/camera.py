@@ -172,7 +172,7 @@ class FakeCamera:
         checked = checked_control_value(self._device.controls, name, value)
         if self._device.controls[name].type == "button":
             self._device.buttons_pushed.append(name)
-            self._idr_wanted = name == "force_key_frame"
+            self._idr_wanted |= name == "force_key_frame"
             return checked
         self._device.controls[name] = dataclasses.replace(
             self._device.controls[name], value=checked

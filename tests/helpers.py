@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 from aiohttp import web
+from aiortc import RTCRtpTransceiver
 
 from vcalld.config import VcalldConfig
 from vcalld.daemon import Daemon
@@ -62,8 +63,15 @@ def received(daemon: Daemon, name: str) -> dict[str, Any]:
     return snapshot.get(ids[0], {}) if ids else {}
 
 
+def video_transceiver(daemon: Daemon) -> RTCRtpTransceiver:
+    """The video transceiver of `daemon`'s one connection."""
+    (pc,) = daemon._backend.peer_connections().values()
+    return next(t for t in pc.getTransceivers() if t.kind == "video")
+
+
 MIN_FPS = 25
 BIN = Path(sys.executable).parent
+VCALLD_RUN = (BIN / "vcalld", "run")
 
 
 def video_ok(
@@ -154,15 +162,17 @@ def write_daemon_config(  # noqa: PLR0917 - test helper, read at call sites by k
 
 @asynccontextmanager
 async def vcalld_process(
-    config_file: Path, environment: dict[str, str] | None = None
+    config_file: Path,
+    environment: dict[str, str] | None = None,
+    program: Sequence[str | Path] = VCALLD_RUN,
 ) -> AsyncIterator[asyncio.subprocess.Process]:
     """The daemon's log goes to a file next to its config and is printed if the test fails;
-    `environment` is added to ours."""
+    `environment` is added to ours. `program` is what runs with `--config` (a bench's own
+    daemon runner, in place of `vcalld run`)."""
     log_file = config_file.with_suffix(".log")
     with log_file.open("wb") as log:
         process = await asyncio.create_subprocess_exec(
-            BIN / "vcalld",
-            "run",
+            *program,
             "--config",
             str(config_file),
             stderr=log,

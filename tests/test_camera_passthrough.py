@@ -13,8 +13,7 @@ import av
 import pytest
 
 from tests.camera import FakeCameraSystem, FakeDevice, fake_camera, keyframe_button
-from tests.helpers import eventually, received, running, video_ok
-from tests.test_encoded_source import video_transceiver
+from tests.helpers import eventually, received, running, video_ok, video_transceiver
 from vcalld.call import aiortc_hooks
 from vcalld.config import VcalldConfig
 from vcalld.media.camera.convert import H264Packets

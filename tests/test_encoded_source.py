@@ -9,24 +9,17 @@ import asyncio
 from collections.abc import Callable
 
 import pytest
-from aiortc import RTCRtpTransceiver
 from aiortc.sdp import H264Profile, parse_h264_profile_level_id
 
 from tests.h264_stream import H264Camera, H264CameraSource, H264LoopSource, encode_pattern
-from tests.helpers import eventually, received, running, video_ok
+from tests.helpers import eventually, received, running, video_ok, video_transceiver
 from vcalld.call import aiortc_hooks
 from vcalld.config import VcalldConfig
-from vcalld.daemon import Daemon
 from vcalld.media.sources.base import EncodedVideoSource
 from vcalld.room.server import RoomServer
 
 pytestmark = pytest.mark.slow
 WIDTH, HEIGHT, FPS = 640, 480, 25
-
-
-def video_transceiver(daemon: Daemon) -> RTCRtpTransceiver:
-    (pc,) = daemon._backend.peer_connections().values()
-    return next(t for t in pc.getTransceivers() if t.kind == "video")
 
 
 async def test_a_source_s_h264_goes_out_without_encoding(

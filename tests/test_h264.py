@@ -18,6 +18,7 @@ from vcalld.media.h264 import (
     ParameterSets,
     annex_b,
     nal_type,
+    nal_types,
     nal_units,
     profile_level_id,
 )
@@ -88,3 +89,14 @@ def test_the_profile_level_id_is_read_from_the_sps(profile: str, expected: H264P
     assert parse_h264_profile_level_id(value)[0] is expected
     with pytest.raises(ValueError, match="not a sequence parameter set"):
         profile_level_id(AUD + b"\x00\x00")
+
+
+def test_nal_types_are_read_without_splitting_the_units() -> None:
+    """The same types as the units' own headers, with 3- and 4-byte start codes, and none
+    for the zero byte of a 4-byte start code that follows a 3-byte one."""
+    for unit in access_units(12, keyframes_at=(0, 6)):
+        assert nal_types(unit) == {nal_type(u) for u in nal_units(unit)}
+    idr = next(u for u in access_units(1, keyframes_at=(0,)))
+    three_byte = b"\x00\x00\x01" + AUD + b"\x00\x00\x01" + idr.removeprefix(b"\x00\x00\x00\x01")
+    assert nal_types(three_byte) == {NAL_AUD} | nal_types(idr)
+    assert nal_types(b"\x00\x00\x01\x00\x00\x00\x01" + AUD) == {NAL_AUD}

@@ -305,6 +305,11 @@ class VideoConfig(BitrateSection):
         ),
     )
 
+    @property
+    def camera_passthrough(self) -> bool:
+        """The camera's own H.264 is sent as it is, not decoded."""
+        return self.camera_format == "h264-passthrough"
+
     @model_validator(mode="after")
     def _uri_fits_the_source(self) -> VideoConfig:
         if self.source == "file" and not self.uri:

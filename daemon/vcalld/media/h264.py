@@ -29,6 +29,17 @@ def nal_units(access_unit: bytes) -> list[bytes]:
     return units
 
 
+def nal_types(access_unit: bytes) -> set[int]:
+    """The types of an Annex B stream's NAL units, read off the byte after each start code:
+    no unit is copied out (per frame, on the send and receive paths). A zero byte there is
+    the next start code's, not a header."""
+    return {
+        access_unit[match.end()] & 0x1F
+        for match in _START.finditer(access_unit)
+        if match.end() < len(access_unit) and access_unit[match.end()]
+    }
+
+
 def nal_type(unit: bytes) -> int:
     return unit[0] & 0x1F
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from vcalld.media.h264 import NAL_AUD, NAL_IDR, NAL_SLICE, NAL_SPS, nal_type, nal_units
+from vcalld.media.h264 import NAL_AUD, NAL_IDR, NAL_SLICE, NAL_SPS, nal_types
 
 STAP_A, FU_A = 24, 28  # RTP packet types (RFC 6184)
 _STARTS_ACCESS_UNIT = {NAL_AUD, NAL_SPS}
@@ -62,20 +62,16 @@ class H264:
         return _starts_access_unit(packet_type, payload[1])
 
     def is_keyframe(self, frame: bytes) -> bool:
-        return NAL_IDR in _nal_types(frame)
+        return NAL_IDR in nal_types(frame)
 
     def opens_keyframe(self, first_packet: bytes) -> bool:
-        return not {NAL_SPS, NAL_IDR}.isdisjoint(_nal_types(first_packet))
+        return not {NAL_SPS, NAL_IDR}.isdisjoint(nal_types(first_packet))
 
 
 def _starts_access_unit(nal_type: int, first_byte_after_header: int) -> bool:
     if nal_type in _STARTS_ACCESS_UNIT:
         return True
     return nal_type == NAL_SLICE and first_byte_after_header & 0x80 != 0
-
-
-def _nal_types(annex_b: bytes) -> set[int]:
-    return {nal_type(unit) for unit in nal_units(annex_b)}
 
 
 def payload_format(mime_type: str) -> PayloadFormat | None:

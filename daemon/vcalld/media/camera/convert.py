@@ -15,7 +15,7 @@ from av.video.reformatter import VideoReformatter
 
 from vcalld.media.camera.device import CameraMode, RawFrame
 from vcalld.media.camera.modes import fit_within
-from vcalld.media.h264 import NAL_IDR, nal_type, nal_units
+from vcalld.media.h264 import NAL_IDR, nal_types
 
 log = logging.getLogger(__name__)
 
@@ -71,7 +71,7 @@ class H264Packets:
         self._at_idr = False
 
     def convert(self, raw: RawFrame) -> av.Packet[Any] | None:
-        keyframe = any(nal_type(unit) == NAL_IDR for unit in nal_units(raw.data))
+        keyframe = NAL_IDR in nal_types(raw.data)
         self._at_idr = self._at_idr or keyframe
         if not self._at_idr:
             return None

@@ -44,7 +44,7 @@ class CameraSource:
             fps=config.fps,
             pixel_format=FORMATS[config.camera_format],
             controls=dict(config.controls),
-            passthrough=config.camera_format == "h264-passthrough",
+            passthrough=config.camera_passthrough,
         )
         self._system = system or LinuxCameraSystem()
         self._capture: CameraCapture | None = None
@@ -100,7 +100,7 @@ class _CameraEntryPoint:
     def __call__(
         self, config: VideoConfig | AudioConfig, system: CameraSystem | None = None
     ) -> CameraSource:
-        passthrough = isinstance(config, VideoConfig) and config.camera_format == "h264-passthrough"
+        passthrough = isinstance(config, VideoConfig) and config.camera_passthrough
         return (H264CameraSource if passthrough else CameraSource)(config, system)
 
 
