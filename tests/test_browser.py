@@ -307,3 +307,32 @@ async def test_chromium_negotiates_red_and_both_hear_each_other_through_30_perce
         assert counts.get("red", 0) > 0.1 * played, counts
         assert tone_ok(received(kiosk, "chromium"), BROWSER_TONE_HZ)
         assert not page.exceptions
+
+
+async def test_a_failed_connection_to_chromium_is_replaced_within_the_call(
+    room_server: RoomServer,
+    daemon_config: Callable[..., VcalldConfig],
+    browser_media: BrowserMedia,
+) -> None:
+    """The kiosk's ICE ends (consent expired); it asks Chromium, which made the offer, for
+    the pair's next connection, and both see and hear each other on it."""
+    config = daemon_config(room_server, "kiosk", audio={"tone_frequency_hz": 440.0})
+    async with running(config) as kiosk, browser(room_server, browser_media, "chromium") as page:
+        await assert_receives(kiosk, "chromium", BROWSER_TONE_HZ, size=(WIDTH, HEIGHT))
+        await wait_for_inbound(page, "kiosk", 20)
+        (first,) = kiosk._backend.peer_connections().values()
+        ice: Any = first.getTransceivers()[0].receiver.transport.transport
+        await ice._connection.close()  # what our consent check does when consent expires
+
+        def replaced() -> bool:
+            connections = list(kiosk._backend.peer_connections().values())
+            return connections != [first] and connections[0].connectionState == "connected"
+
+        await eventually(replaced, 10)
+        assert await page.evaluate("vcall.peers.values().next().value.number") == 1
+        frames = received(kiosk, "chromium")["video"]["frames"]
+        await assert_page_receives(page, "kiosk", 440.0)
+        stats = received(kiosk, "chromium")
+        assert stats["video"]["frames"] > frames + MIN_FPS * FPS_WINDOW_SECONDS
+        assert tone_ok(stats, BROWSER_TONE_HZ)
+        assert [p.connection for p in kiosk.state.current.participants] == ["connected"]

@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from typing import Any
 
 import pytest
+from aiortc import RTCPeerConnection
 
 from tests.conftest import Device
 from tests.helpers import (
@@ -149,3 +151,56 @@ async def test_rejoins_after_room_server_restart(
             assert loop.time() - started < 10
         finally:
             await restarted.stop()
+
+
+def connection_to(daemon: Daemon, name: str) -> RTCPeerConnection | None:
+    ids = [p.id for p in daemon.state.current.participants if p.name == name]
+    return daemon._backend.peer_connections().get(ids[0]) if ids else None
+
+
+@pytest.mark.parametrize("failing", ["offerer", "answerer"])
+async def test_a_failed_connection_is_replaced_within_the_call(
+    room_server: RoomServer, daemon_config: Callable[..., VcalldConfig], failing: str
+) -> None:
+    """One side's ICE ends (what consent expiry does after a long network cut, or on a
+    device too starved to answer checks): that side's connection fails while the other's
+    still looks fine. The offerer starts the pair's next connection, asked by the other
+    side if that is the one that failed, and media flow again both ways, with no rejoin."""
+    a = daemon_config(room_server, "dev-a", audio={"tone_frequency_hz": 440.0})
+    b = daemon_config(room_server, "dev-b", audio={"tone_frequency_hz": 1000.0})
+    async with running(a) as alice, running(b) as bob:  # bob joins second, so bob offers
+        await assert_receives(alice, "dev-b", 1000.0)
+        await assert_receives(bob, "dev-a", 440.0)
+        first = {alice: connection_to(alice, "dev-b"), bob: connection_to(bob, "dev-a")}
+        side, other = (bob, "dev-a") if failing == "offerer" else (alice, "dev-b")
+        failing_connection = connection_to(side, other)
+        assert failing_connection is not None
+        ice: Any = failing_connection.getTransceivers()[0].receiver.transport.transport
+        loop = asyncio.get_running_loop()
+        failed = loop.time()
+        await ice._connection.close()  # what our consent check does when consent expires
+
+        def replaced_and_connected() -> bool:
+            connections = {alice: connection_to(alice, "dev-b"), bob: connection_to(bob, "dev-a")}
+            return all(
+                pc is not None and pc is not first[d] and pc.connectionState == "connected"
+                for d, pc in connections.items()
+            )
+
+        await eventually(replaced_and_connected, 10)
+        recovered = loop.time() - failed
+        stamped = {
+            d: received(d, n)["video"]["stamped_frames"]
+            for d, n in [(alice, "dev-b"), (bob, "dev-a")]
+        }
+        await asyncio.sleep(MEASURE_SECONDS)
+        for daemon, name, tone in [(alice, "dev-b", 1000.0), (bob, "dev-a", 440.0)]:
+            stats = received(daemon, name)
+            assert (
+                stats["video"]["stamped_frames"] - stamped[daemon]
+                >= MIN_FPS * MEASURE_SECONDS * 0.9
+            )
+            assert tone_ok(stats, tone)
+            assert daemon.state.current.call is CallState.IN_CALL
+            assert [p.connection for p in daemon.state.current.participants] == ["connected"]
+        print(f"{failing}'s connection failed: both sides connected again in {recovered:.1f} s")

@@ -5,18 +5,22 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import time
 from typing import Any
 
 import aiohttp
 from aiortc import RTCPeerConnection
 
 from vcalld.call.backends.base import SessionBackend
-from vcalld.call.backends.mesh_peer import Peer
+from vcalld.call.backends.mesh_peer import Peer, SignalError, connection_of
 from vcalld.call.ice import rtc_configuration
 from vcalld.state import CallState, Participant
 
 log = logging.getLogger(__name__)
 HEARTBEAT_SECONDS = 10.0
+# A pair's next connection starts at least this long after the last: one that fails at once
+# (a far end that cannot take it) is not retried in a tight loop.
+RESTART_SPACING_SECONDS = 2.0
 
 
 class RoomRejectedError(Exception):
@@ -95,13 +99,45 @@ class _Session:
             if sender is None:
                 log.warning("signal from unknown participant %s", message["from"])
             elif isinstance(message.get("data"), dict):
-                tasks.create_task(sender.handle(message["data"]), name=f"signal-{message['from']}")
+                self._route_signal(sender, message["data"], tasks)
         elif kind == "error":
             if message.get("code") in ("room-full", "invalid-message", "already-joined"):
                 raise RoomRejectedError(f"{message.get('code')}: {message.get('message')}")
             log.warning("room server error: %s", message)
 
-    def _add_peer(self, participant: Participant, tasks: asyncio.TaskGroup) -> Peer:
+    def _route_signal(self, peer: Peer, data: dict[str, Any], tasks: asyncio.TaskGroup) -> None:
+        """To the pair's connection it names: a later one offered replaces ours, a restart
+        request for ours (when we offer) starts the next, one for an earlier is dropped."""
+        try:
+            number = connection_of(data)
+        except SignalError as error:
+            log.warning("bad signal from %s: %s", peer.participant.name, error)
+            return
+        if "restart" in data:
+            if data["restart"] == peer.number and peer.offerer:
+                self._replace(peer, tasks)
+            return
+        offer = isinstance(data.get("description"), dict) and data["description"].get("type")
+        if number > peer.number and offer == "offer":
+            peer = self._replace(peer, tasks, number, offers=False)
+        elif number != peer.number:
+            log.debug(
+                "signal from %s for connection %d, not %d",
+                peer.participant.name,
+                number,
+                peer.number,
+            )
+            return
+        tasks.create_task(peer.handle(data), name=f"signal-{peer.participant.id}")
+
+    def _add_peer(
+        self,
+        participant: Participant,
+        tasks: asyncio.TaskGroup,
+        number: int = 0,
+        *,
+        offerer: bool = False,
+    ) -> Peer:
         backend = self._backend
         peer = Peer(
             participant,
@@ -111,10 +147,43 @@ class _Session:
             observer=backend.observer,
             tasks=tasks,
             voice=backend.voice,
+            on_failed=lambda failed: self._connection_failed(failed, tasks),
+            number=number,
+            offerer=offerer,
         )
         self._peers[participant.id] = peer
-        backend.observer.participant_changed(participant)
+        backend.observer.participant_changed(peer.participant)
         return peer
+
+    def _connection_failed(self, peer: Peer, tasks: asyncio.TaskGroup) -> None:
+        if self._peers.get(peer.participant.id) is not peer:
+            return  # already replaced, or the participant left
+        log.info("connection to %s failed; starting the next", peer.participant.name)
+        if peer.offerer:
+            self._replace(peer, tasks)
+        else:
+            tasks.create_task(peer.ask_for_restart(), name=f"restart-{peer.participant.id}")
+
+    def _replace(
+        self, old: Peer, tasks: asyncio.TaskGroup, number: int | None = None, *, offers: bool = True
+    ) -> Peer:
+        """The pair's next connection, numbered `number` (the next after `old`'s if None);
+        signals go to it at once, and it negotiates once `old` is closed (`offers`: we make
+        the offer, at least RESTART_SPACING_SECONDS after `old` was made)."""
+        new = self._add_peer(
+            old.participant, tasks, old.number + 1 if number is None else number, offerer=offers
+        )
+
+        async def take_over() -> None:
+            await old.close()
+            if not offers:
+                return
+            await asyncio.sleep(old.created + RESTART_SPACING_SECONDS - time.monotonic())
+            if self._peers.get(new.participant.id) is new:  # not left meanwhile
+                await new.offer()
+
+        tasks.create_task(take_over(), name=f"connection-{new.number}-{new.participant.id}")
+        return new
 
     async def _signal(self, to: str, data: dict[str, object]) -> None:
         if self._ws is not None and not self._ws.closed:

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
+from collections.abc import Callable
 from typing import Any
 
 from aiortc import RTCConfiguration, RTCIceCandidate, RTCSessionDescription
@@ -49,12 +51,24 @@ def parse_description(payload: Any) -> RTCSessionDescription:
     return RTCSessionDescription(sdp=sdp, type=kind)
 
 
+def connection_of(data: dict[str, Any]) -> int:
+    """Which of a pair's connections a signal is about: 0, the first, unless it says."""
+    connection = data.get("connection", 0)
+    if not isinstance(connection, int) or isinstance(connection, bool) or connection < 0:
+        raise SignalError("connection must be a non-negative integer")
+    return connection
+
+
 class Peer:
     """A mesh participant: our offer or answer and candidates go through the room server.
 
     Only the side that made the first offer ever offers (the newcomer): the other asks it
     to, with a `renegotiate` signal. Two offers can then never cross, which matters because
-    aiortc cannot roll one back."""
+    aiortc cannot roll one back.
+
+    A pair's connections are numbered (`connection` in every signal): one that fails (ICE
+    consent lost, DTLS ended) is replaced by the next, which the offerer offers, on its own
+    failure or when the other side asks with a `restart` signal naming the failed one."""
 
     def __init__(
         self,
@@ -66,12 +80,19 @@ class Peer:
         observer: CallObserver,
         tasks: asyncio.TaskGroup,
         voice: VoiceSettings,
+        on_failed: Callable[[Peer], None],
+        number: int = 0,
+        offerer: bool = False,
     ) -> None:
-        self.participant = participant
+        self.participant = participant.model_copy(update={"connection": "new"})
+        self.number = number
+        self.created = time.monotonic()
         self._send = send
         self._observer = observer
+        self._on_failed = on_failed
+        self._closing = False
         self._lock = asyncio.Lock()
-        self._offerer = False
+        self._offerer = offerer
         self._offer_again = False  # asked to renegotiate while our offer awaited its answer
         self.connection = MediaConnection(
             participant.id,
@@ -84,10 +105,18 @@ class Peer:
         )
         self.pc = self.connection.pc
 
+    @property
+    def offerer(self) -> bool:
+        return self._offerer
+
     async def offer(self) -> None:
         async with self._lock:
             self._offerer = True
             await self._send_description(await self.connection.create_offer(receive=True))
+
+    async def ask_for_restart(self) -> None:
+        """Our connection failed and the far end offers: it is asked for the next one."""
+        await self._signal({"restart": self.number})
 
     async def renegotiate(self) -> None:
         """Tell the far end what we send now (video turned on or off)."""
@@ -96,7 +125,7 @@ class Peer:
                 if self._offerer:
                     await self._offer_again_if_stable()
                 else:
-                    await self._send({"renegotiate": True})
+                    await self._signal({"renegotiate": True})
             except Exception:
                 # A connection closing as we offer: its participant rejoins or is gone.
                 log.exception("renegotiating with %s", self.participant.name)
@@ -135,6 +164,7 @@ class Peer:
                 )
 
     async def close(self) -> None:
+        self._closing = True
         await self.connection.close()
 
     async def _apply_description(self, description: RTCSessionDescription) -> None:
@@ -146,8 +176,16 @@ class Peer:
                 await self._offer_again_if_stable()
 
     async def _send_description(self, local: RTCSessionDescription) -> None:
-        await self._send({"description": {"type": local.type, "sdp": local.sdp}})
+        await self._signal({"description": {"type": local.type, "sdp": local.sdp}})
+
+    async def _signal(self, data: dict[str, Any]) -> None:
+        await self._send({**data, "connection": self.number})
 
     def _on_connection_state(self, state: str) -> None:
+        if self._closing:
+            return  # closed by us, or replaced: the session says what follows
         self.participant = self.participant.model_copy(update={"connection": state})
         self._observer.participant_changed(self.participant)
+        if state in ("failed", "closed"):
+            self._closing = True  # reported once; the session replaces this connection
+            self._on_failed(self)

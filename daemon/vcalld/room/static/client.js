@@ -1,7 +1,9 @@
 // vcalld browser client: joins a room with camera and microphone, one RTCPeerConnection per
 // remote participant. The newcomer offers to everyone already in the room, and only it ever
 // offers: the other side asks it to with a "renegotiate" signal (vcalld turning its video on
-// or off), so two offers never cross.
+// or off), so two offers never cross. A pair's connections are numbered ("connection" in
+// every signal): one that fails is replaced by the next, which the offerer offers, on its own
+// failure or when the other side asks with a "restart" signal naming the failed one.
 "use strict";
 
 const vcall = {
@@ -41,13 +43,13 @@ function addTile(id, name) {
   return figure;
 }
 
-function createPeer(participant) {
+function createPeer(participant, number = 0) {
   const pc = new RTCPeerConnection({ iceServers: vcall.iceServers });
   const stream = new MediaStream();
   const tile = addTile(participant.id, participant.name);
   tile.querySelector("video").srcObject = stream;
   const peer = {
-    pc, name: participant.name, tile, stream, queue: Promise.resolve(), offerer: false, offerAgain: false,
+    pc, name: participant.name, tile, stream, number, queue: Promise.resolve(), offerer: false, offerAgain: false,
   };
   vcall.peers.set(participant.id, peer);
   for (const track of vcall.localStream.getTracks()) pc.addTrack(track, vcall.localStream);
@@ -57,10 +59,26 @@ function createPeer(participant) {
   };
   pc.onicecandidate = (event) => {
     const candidate = event.candidate ? event.candidate.toJSON() : null;
-    send({ type: "signal", to: participant.id, data: { candidate } });
+    signal(participant.id, peer, { candidate });
   };
-  pc.onconnectionstatechange = () => setStatus(`${participant.name}: ${pc.connectionState}`);
+  pc.onconnectionstatechange = () => {
+    setStatus(`${participant.name}: ${pc.connectionState}`);
+    if (pc.connectionState === "failed" && vcall.peers.get(participant.id) === peer) {
+      if (peer.offerer) restart(participant.id, peer).catch(reportError);
+      else signal(participant.id, peer, { restart: peer.number });
+    }
+  };
   return peer;
+}
+
+function signal(to, peer, data) {
+  send({ type: "signal", to, data: { ...data, connection: peer.number } });
+}
+
+// The pair's next connection, made by the side that offers.
+function restart(id, failed) {
+  closePeer(id);
+  return offerTo({ id, name: failed.name }, failed.number + 1);
 }
 
 // A participant's second video track is the screen they share (vcalld's
@@ -91,12 +109,13 @@ function closePeer(id) {
   vcall.peers.delete(id);
 }
 
-async function offerTo(participant) {
-  const peer = createPeer(participant);
+async function offerTo(participant, number = 0) {
+  const peer = createPeer(participant, number);
   peer.offerer = true;
   // Room for the far end's shared screen: an answer cannot add an m-line.
   peer.pc.addTransceiver("video", { direction: "recvonly" });
   await offer(participant.id, peer);
+  return peer;
 }
 
 async function offer(id, peer) {
@@ -104,17 +123,28 @@ async function offer(id, peer) {
   peer.offerAgain = peer.pc.signalingState !== "stable";
   if (peer.offerAgain) return;
   await peer.pc.setLocalDescription(await peer.pc.createOffer());
-  send({ type: "signal", to: id, data: { description: peer.pc.localDescription.toJSON() } });
+  signal(id, peer, { description: peer.pc.localDescription.toJSON() });
 }
 
 async function handleSignal(from, data) {
+  const number = data.connection || 0;
   let peer = vcall.peers.get(from);
-  if (!peer) peer = createPeer({ id: from, name: vcall.names.get(from) || from });
+  if (!peer) peer = createPeer({ id: from, name: vcall.names.get(from) || from }, number);
+  if (data.restart !== undefined) {
+    if (peer.offerer && data.restart === peer.number) await restart(from, peer);
+    return;
+  }
+  if (number > peer.number && data.description && data.description.type === "offer") {
+    closePeer(from);  // the far end offers the pair's next connection
+    peer = createPeer({ id: from, name: peer.name }, number);
+  } else if (number !== peer.number) {
+    return;  // about a connection already replaced
+  }
   if (data.description) {
     await peer.pc.setRemoteDescription(data.description);
     if (data.description.type === "offer") {
       await peer.pc.setLocalDescription(await peer.pc.createAnswer());
-      send({ type: "signal", to: from, data: { description: peer.pc.localDescription.toJSON() } });
+      signal(from, peer, { description: peer.pc.localDescription.toJSON() });
     } else if (peer.offerAgain) {
       await offer(from, peer);
     }
