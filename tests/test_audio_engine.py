@@ -10,6 +10,7 @@ import glob
 import importlib.metadata
 import os
 import random
+import threading
 from collections.abc import AsyncIterator, Callable, Collection, Iterable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -19,6 +20,7 @@ from typing import Any
 import av
 import numpy as np
 import pytest
+from aiortc.rtp import compute_audio_level_dbov
 
 from tests.helpers import eventually, received, running, tone_ok
 from tests.lossy import Loss, impair
@@ -437,6 +439,16 @@ def test_hooks_refuse_an_aiortc_they_were_not_written_for(monkeypatch: pytest.Mo
         aiortc_hooks.install(VoiceSettings())
 
 
+@pytest.mark.parametrize("amplitude", [0.0, 0.001, 0.05, 0.3, 1.0])
+def test_audio_level_is_aiortcs_from_any_sample_format(amplitude: float) -> None:
+    wave = amplitude * np.sin(2 * np.pi * 440 * np.arange(960) / 48000)
+    s16 = av.AudioFrame.from_ndarray((wave * 32767).astype(np.int16)[None], "s16", "mono")
+    flt = av.AudioFrame.from_ndarray(wave.astype(np.float32)[None], "flt", "mono")
+    expected = compute_audio_level_dbov(s16)
+    assert aiortc_hooks.audio_level_dbov(s16) == expected
+    assert abs(aiortc_hooks.audio_level_dbov(flt) - expected) <= 1
+
+
 def test_a_malformed_packet_is_counted_and_dropped() -> None:
     receiver = AudioReceiver(lambda frame: None, clock=Clock())
     receiver.packet(b"\xef\xff", 1000, opus_type=111, is_red=True)
@@ -511,6 +523,37 @@ async def test_daemons_negotiate_red_and_fec_and_run_our_engine(
             await eventually(lambda: all(r.buffer.counts["primary"] > 50 for r in receivers), 10)
         except TimeoutError:
             raise AssertionError(engine_report(alice, bob, receivers)) from None
+
+
+@pytest.mark.slow
+async def test_voice_is_encoded_on_the_loop_with_its_level_in_every_packet(
+    room_server: RoomServer, daemon_config: Callable[..., VcalldConfig]
+) -> None:
+    """No thread pool hop per 20 ms frame; the far end still reads the tone's level (0.3 of
+    full scale: -13.5 dBov) from the RFC 6464 header extension."""
+    async with two_talking(room_server, daemon_config) as (alice, bob):
+        encoder = aiortc_hooks.encoder_of(audio_of(only_peer(alice)))
+        assert encoder is not None
+        threads: set[int] = set()
+        encode = encoder.encode
+
+        def encode_here(frame: Any, force_keyframe: bool = False) -> Any:
+            threads.add(threading.get_ident())
+            return encode(frame, force_keyframe)
+
+        encoder.encode = encode_here  # type: ignore[method-assign]
+        levels: list[Any] = []
+        receiver = audio_of(only_peer(bob)).receiver
+        handle = receiver._handle_rtp_packet
+
+        async def handle_rtp(packet: Any, arrival_time_ms: int) -> None:
+            levels.append(packet.extensions.audio_level)
+            await handle(packet, arrival_time_ms)
+
+        receiver._handle_rtp_packet = handle_rtp
+        await asyncio.sleep(1)
+        assert threads == {threading.get_ident()}
+        assert len(levels) > 40 and set(levels) <= {(False, 13), (False, 14)}  # -13.5 dBov
 
 
 @pytest.mark.slow

@@ -6,9 +6,9 @@ version (`UpstreamMismatchError`), because it reaches into their private state:
 - the audio codec table: RED over Opus (RFC 2198) offered first, Opus with in-band FEC;
 - codec negotiation: RED's format line names the negotiated Opus payload type, and RED
   goes first so both ends send it;
-- per connection: our VoiceEncoder in place of the sender's lazily made Opus encoder, the
-  sender's receiver reports forwarded to it, and the receiver's audio jitter buffer
-  replaced by a feed into our AudioReceiver;
+- per connection: our VoiceEncoder in place of the sender's lazily made Opus encoder, run on
+  the event loop instead of in aiortc's thread pool, the sender's receiver reports forwarded
+  to it, and the receiver's audio jitter buffer replaced by a feed into our AudioReceiver;
 - per connection, for video received: the jitter buffer and NACK generator replaced by our
   VideoReceiver (whole frames on the marker bit, NACKs retried, holes given up after two
   round trips, keyframe requests rate-limited, aiortc's own included);
@@ -46,6 +46,7 @@ from weakref import WeakKeyDictionary, WeakSet
 import aioice.ice
 import aiortc.clock
 import aiortc.rtcpeerconnection
+import numpy as np
 from aioice import stun
 from aiortc import RTCPeerConnection, RTCRtpSender, RTCRtpTransceiver
 from aiortc.codecs import CODECS
@@ -53,8 +54,10 @@ from aiortc.codecs.h264 import H264Encoder
 from aiortc.codecs.vpx import Vp8Encoder
 from aiortc.jitterbuffer import JitterFrame
 from aiortc.rtcrtpparameters import RTCRtpCodecParameters
+from aiortc.rtcrtpsender import RTCEncodedFrame
 from aiortc.rtp import RtcpRrPacket, RtcpSrPacket, RtpPacket
 from aiortc.sdp import H264Profile, parse_h264_profile_level_id
+from av import AudioFrame
 
 from vcalld.call.audio.receiver import AudioReceiver
 from vcalld.call.audio.sender import VoiceEncoder, VoiceSettings
@@ -348,6 +351,7 @@ def _attach_sender(
     encoder = VoiceEncoder(settings, opus_type=opus_type, red=sends_red)
     _require(sender, SENDER_ENCODER)
     setattr(sender, SENDER_ENCODER, encoder)
+    _encode_on_the_loop(sender, encoder)
     upstream_handler = sender._handle_rtcp_packet
 
     async def handle_rtcp(packet: Any) -> None:
@@ -358,6 +362,38 @@ def _attach_sender(
                     encoder.report_loss(report.fraction_lost / 256)
 
     sender._handle_rtcp_packet = handle_rtcp  # type: ignore[method-assign]
+
+
+def _encode_on_the_loop(sender: RTCRtpSender, encoder: VoiceEncoder) -> None:
+    """aiortc hands every frame to its thread pool to encode, and computes its audio level
+    (RFC 6465) in a Python loop over the samples. For a 20 ms Opus frame the hop (a future,
+    a wakeup of the loop, the GIL handed over twice) cost more than the encoding, and the
+    level as much again: here both run on the loop, the level in numpy."""
+    _require(sender, "_next_encoded_frame")
+    _require(sender, "_enabled")
+
+    async def next_encoded_frame(codec: RTCRtpCodecParameters) -> RTCEncodedFrame | None:
+        track = sender.track
+        assert track is not None, "aiortc sends only while the sender has a track"
+        frame = await track.recv()
+        if not sender._enabled:
+            return None  # read all the same, as aiortc does, so nothing piles up
+        assert isinstance(frame, AudioFrame)
+        payloads, timestamp = encoder.encode(frame)
+        if not payloads:
+            return None
+        return RTCEncodedFrame(payloads, timestamp, audio_level_dbov(frame))
+
+    sender._next_encoded_frame = next_encoded_frame  # type: ignore[method-assign]
+
+
+def audio_level_dbov(frame: AudioFrame) -> int:
+    """The RFC 6465 level (-127 to 0 dBov) that aiortc's compute_audio_level_dbov gives a
+    signed 16-bit frame, of a frame in any sample format."""
+    samples = frame.to_ndarray()
+    full_scale = 32767 if samples.dtype == np.int16 else 1.0
+    rms = float(np.sqrt(np.mean(np.square(samples, dtype=np.float64)))) / full_scale
+    return round(max(-127.0, min(0.0, 20 * np.log10(rms)))) if rms > 0 else -127
 
 
 def _attach_receiver(
