@@ -20,6 +20,7 @@ from typing import Any
 import av
 import numpy as np
 import pytest
+from aioice import stun
 from aiortc.rtp import compute_audio_level_dbov
 
 from tests.helpers import eventually, received, running, tone_ok
@@ -554,6 +555,41 @@ async def test_voice_is_encoded_on_the_loop_with_its_level_in_every_packet(
         await asyncio.sleep(1)
         assert threads == {threading.get_ident()}
         assert len(levels) > 40 and set(levels) <= {(False, 13), (False, 14)}  # -13.5 dBov
+
+
+def answer_stun_late(pc: Any, seconds: float) -> None:
+    """`pc` answers ICE checks `seconds` late, as an overloaded device does."""
+    loop = asyncio.get_running_loop()
+    connection = pc.getTransceivers()[0].receiver.transport.transport._connection
+    for protocol in connection._protocols:
+        send_stun = protocol.send_stun
+
+        def late(message: Any, addr: Any, send: Any = send_stun) -> None:
+            if message.message_class == stun.Class.RESPONSE:
+                loop.call_later(seconds, send, message, addr)
+            else:
+                send(message, addr)
+
+        protocol.send_stun = late
+
+
+@pytest.mark.slow
+async def test_consent_holds_while_the_far_end_answers_checks_late(
+    room_server: RoomServer,
+    daemon_config: Callable[..., VcalldConfig],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Answers 1 s late still prove consent: the call outlives an expiry shortened to 4 s
+    (aioice's 500 ms wait for an answer ended it, as it did two daemons' calls in the
+    emulated test bed 30 s after they connected)."""
+    monkeypatch.setattr(aiortc_hooks, "CONSENT_CHECK_SECONDS", 1.0)
+    monkeypatch.setattr(aiortc_hooks, "CONSENT_EXPIRY_SECONDS", 4.0)
+    async with two_talking(room_server, daemon_config) as (alice, bob):
+        first = only_peer(alice)
+        answer_stun_late(only_peer(bob), 1.0)
+        await asyncio.sleep(10)
+        assert only_peer(alice) is first and first.connectionState == "connected"
+        assert tone_ok(received(alice, "dev-b"), 1000.0)
 
 
 @pytest.mark.slow

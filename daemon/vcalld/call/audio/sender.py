@@ -103,7 +103,7 @@ class VoiceEncoder:
         self.loss = 0.0
         self.copies = 0
         self._bitrate = settings.bitrate
-        self._settings_changed = False  # applied by the encoding thread: libopus is not shared
+        self._settings_changed = False  # applied at the next frame, once for every report
 
     def encode(self, frame: Frame, force_keyframe: bool = False) -> tuple[list[bytes], int]:
         assert isinstance(frame, AudioFrame)
@@ -153,8 +153,7 @@ class VoiceEncoder:
         raise TypeError("the voice encoder takes audio frames, not encoded packets")
 
     def report_loss(self, fraction: float) -> None:
-        """A receiver report's fraction of our packets lost (before any recovery); called in
-        the event loop while `encode` runs in aiortc's thread pool."""
+        """A receiver report's fraction of our packets lost (before any recovery)."""
         now = self._clock()
         self._reports.append((now, fraction))
         while self._reports[0][0] < now - LOSS_WINDOW_SECONDS:
