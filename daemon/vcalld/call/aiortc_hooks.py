@@ -6,9 +6,10 @@ version (`UpstreamMismatchError`), because it reaches into their private state:
 - the audio codec table: RED over Opus (RFC 2198) offered first, Opus with in-band FEC;
 - codec negotiation: RED's format line names the negotiated Opus payload type, and RED
   goes first so both ends send it;
-- per connection: our VoiceEncoder in place of the sender's lazily made Opus encoder, run on
-  the event loop instead of in aiortc's thread pool, the sender's receiver reports forwarded
-  to it, and the receiver's audio jitter buffer replaced by a feed into our AudioReceiver;
+- per connection: our VoiceEncoder in place of the sender's lazily made Opus encoder, with
+  the frame's audio level computed in numpy beside it, the sender's receiver reports
+  forwarded to it, and the receiver's audio jitter buffer replaced by a feed into our
+  AudioReceiver;
 - per connection, for video received: the jitter buffer and NACK generator replaced by our
   VideoReceiver (whole frames on the marker bit, NACKs retried, holes given up after two
   round trips, keyframe requests rate-limited, aiortc's own included);
@@ -351,7 +352,7 @@ def _attach_sender(
     encoder = VoiceEncoder(settings, opus_type=opus_type, red=sends_red)
     _require(sender, SENDER_ENCODER)
     setattr(sender, SENDER_ENCODER, encoder)
-    _encode_on_the_loop(sender, encoder)
+    _encode_with_level(sender, encoder)
     upstream_handler = sender._handle_rtcp_packet
 
     async def handle_rtcp(packet: Any) -> None:
@@ -364,13 +365,15 @@ def _attach_sender(
     sender._handle_rtcp_packet = handle_rtcp  # type: ignore[method-assign]
 
 
-def _encode_on_the_loop(sender: RTCRtpSender, encoder: VoiceEncoder) -> None:
-    """aiortc hands every frame to its thread pool to encode, and computes its audio level
-    (RFC 6465) in a Python loop over the samples. For a 20 ms Opus frame the hop (a future,
-    a wakeup of the loop, the GIL handed over twice) cost more than the encoding, and the
-    level as much again: here both run on the loop, the level in numpy."""
+def _encode_with_level(sender: RTCRtpSender, encoder: VoiceEncoder) -> None:
+    """aiortc computes each frame's audio level (RFC 6464) in a Python loop over its samples
+    on the event loop (79 us a 20 ms frame on the host, milliseconds on a slow CPU). Here it
+    is computed in numpy (16 us), in the thread that encodes the frame: a native encoder is
+    the larger cost on a slow CPU (3.4 ms a frame on the emulated test bed, where encoding on
+    the loop made its lag a second), and it runs there beside the loop."""
     _require(sender, "_next_encoded_frame")
     _require(sender, "_enabled")
+    loop = asyncio.get_running_loop()
 
     async def next_encoded_frame(codec: RTCRtpCodecParameters) -> RTCEncodedFrame | None:
         track = sender.track
@@ -379,10 +382,11 @@ def _encode_on_the_loop(sender: RTCRtpSender, encoder: VoiceEncoder) -> None:
         if not sender._enabled:
             return None  # read all the same, as aiortc does, so nothing piles up
         assert isinstance(frame, AudioFrame)
-        payloads, timestamp = encoder.encode(frame)
-        if not payloads:
-            return None
-        return RTCEncodedFrame(payloads, timestamp, audio_level_dbov(frame))
+        payloads, timestamp, level = await loop.run_in_executor(None, encode, frame)
+        return RTCEncodedFrame(payloads, timestamp, level) if payloads else None
+
+    def encode(frame: AudioFrame) -> tuple[list[bytes], int, int]:
+        return (*encoder.encode(frame), audio_level_dbov(frame))
 
     sender._next_encoded_frame = next_encoded_frame  # type: ignore[method-assign]
 
