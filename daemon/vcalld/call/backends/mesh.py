@@ -21,6 +21,9 @@ HEARTBEAT_SECONDS = 10.0
 # A pair's next connection starts at least this long after the last: one that fails at once
 # (a far end that cannot take it) is not retried in a tight loop.
 RESTART_SPACING_SECONDS = 2.0
+# A far end that leaves closes its connections just before the room server says it left: a
+# failure is acted on only if it is still in the room this long after.
+LEAVING_GRACE_SECONDS = 1.0
 
 
 class RoomRejectedError(Exception):
@@ -78,6 +81,9 @@ class _Session:
                     except (ValueError, KeyError, TypeError, AttributeError) as error:
                         log.warning("unusable message from the room server: %r", error)
             finally:
+                # Out of the room first: the others hear that we left before our connections
+                # close, so they do not take the closing for a failure to recover from.
+                await ws.close()
                 await self._close_all()
 
     async def _dispatch(self, message: dict[str, Any], tasks: asyncio.TaskGroup) -> None:
@@ -156,13 +162,17 @@ class _Session:
         return peer
 
     def _connection_failed(self, peer: Peer, tasks: asyncio.TaskGroup) -> None:
-        if self._peers.get(peer.participant.id) is not peer:
-            return  # already replaced, or the participant left
-        log.info("connection to %s failed; starting the next", peer.participant.name)
-        if peer.offerer:
-            self._replace(peer, tasks)
-        else:
-            tasks.create_task(peer.ask_for_restart(), name=f"restart-{peer.participant.id}")
+        async def restart_unless_gone() -> None:
+            await asyncio.sleep(LEAVING_GRACE_SECONDS)
+            if self._peers.get(peer.participant.id) is not peer:
+                return  # replaced already (the far end offered the next), or it left
+            log.info("connection to %s failed; starting the next", peer.participant.name)
+            if peer.offerer:
+                self._replace(peer, tasks)
+            else:
+                await peer.ask_for_restart()
+
+        tasks.create_task(restart_unless_gone(), name=f"restart-{peer.participant.id}")
 
     def _replace(
         self, old: Peer, tasks: asyncio.TaskGroup, number: int | None = None, *, offers: bool = True
