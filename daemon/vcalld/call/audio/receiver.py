@@ -8,7 +8,6 @@ import logging
 import time
 from collections.abc import Callable
 
-import numpy as np
 from av import AudioFrame
 
 from vcalld.call.audio import opus, red
@@ -17,10 +16,6 @@ from vcalld.call.audio.playout import Frame, Playout, PlayoutBuffer, Source
 log = logging.getLogger(__name__)
 TIME_BASE = fractions.Fraction(1, opus.SAMPLE_RATE)
 CHANNELS = 2  # what aiortc's decoder delivered, and so what every sink takes
-# libopus's concealment has faded a tone by 24 dB after this many frames (measured: -13 to
-# -37 dBFS); more of it costs a decode's CPU each for near silence, and an overloaded device
-# (the emulated test bed, concealing half its frames) lacks exactly that CPU. Silence follows.
-MAX_CONCEALED_RUN = 10
 
 
 class AudioReceiver:
@@ -43,7 +38,6 @@ class AudioReceiver:
         self._decoder = opus.Decoder(CHANNELS)
         self._arrived = asyncio.Event()
         self._samples_out = 0
-        self._concealed_run = 0  # frames made up in a row since the last one decoded
 
     def packet(self, payload: bytes, rtp_timestamp: int, *, opus_type: int, is_red: bool) -> None:
         """An RTP packet's payload; one that is not Opus or RED over Opus is counted, dropped."""
@@ -98,20 +92,9 @@ class AudioReceiver:
         elif playout.payload is not None:
             pcm = self._decoder.decode(playout.payload)
         else:
-            pcm = self._made_up(playout)
-        if playout.payload is not None:
-            self._concealed_run = 0
+            pcm = self._decoder.conceal(playout.samples)
         frame = AudioFrame.from_ndarray(pcm.reshape(1, -1), format="s16", layout="stereo")
         frame.sample_rate = opus.SAMPLE_RATE
         frame.pts, frame.time_base = self._samples_out, TIME_BASE
         self._samples_out += frame.samples
         return frame
-
-    def _made_up(self, playout: Playout) -> np.ndarray:
-        """libopus's concealment, or its comfort noise in DTX silence; silence once a run of
-        concealment has faded out."""
-        if playout.source is not Source.SILENT:
-            if self._concealed_run >= MAX_CONCEALED_RUN:
-                return np.zeros(playout.samples * CHANNELS, np.int16)
-            self._concealed_run += 1
-        return self._decoder.conceal(playout.samples)
