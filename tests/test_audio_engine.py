@@ -20,11 +20,10 @@ from typing import Any
 import av
 import numpy as np
 import pytest
-from aioice import stun
 from aiortc.rtp import compute_audio_level_dbov
 
 from tests.helpers import eventually, received, running, tone_ok
-from tests.lossy import Loss, impair
+from tests.lossy import Loss, answer_stun_late, impair
 from tests.speech import FAR_END, speech
 from vcalld.call import aiortc_hooks
 from vcalld.call.audio import opus, red
@@ -555,22 +554,6 @@ async def test_voice_is_encoded_beside_the_loop_with_its_level_in_every_packet(
         await asyncio.sleep(1)
         assert threads and threading.get_ident() not in threads
         assert len(levels) > 40 and set(levels) <= {(False, 13), (False, 14)}  # -13.5 dBov
-
-
-def answer_stun_late(pc: Any, seconds: float) -> None:
-    """`pc` answers ICE checks `seconds` late, as an overloaded device does."""
-    loop = asyncio.get_running_loop()
-    connection = pc.getTransceivers()[0].receiver.transport.transport._connection
-    for protocol in connection._protocols:
-        send_stun = protocol.send_stun
-
-        def late(message: Any, addr: Any, send: Any = send_stun) -> None:
-            if message.message_class == stun.Class.RESPONSE:
-                loop.call_later(seconds, send, message, addr)
-            else:
-                send(message, addr)
-
-        protocol.send_stun = late
 
 
 @pytest.mark.slow

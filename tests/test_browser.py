@@ -23,7 +23,7 @@ from tests.chromium import (
     write_tone_wav,
 )
 from tests.helpers import MIN_FPS, assert_receives, eventually, received, running, tone_ok
-from tests.lossy import Loss, impair
+from tests.lossy import Loss, ice_connection, impair
 from tests.xserver import showing_pattern, x_server
 from vcalld.call import aiortc_hooks
 from vcalld.commands import SetVideoCommand, StartScreenShareCommand
@@ -321,8 +321,7 @@ async def test_a_failed_connection_to_chromium_is_replaced_within_the_call(
         await assert_receives(kiosk, "chromium", BROWSER_TONE_HZ, size=(WIDTH, HEIGHT))
         await wait_for_inbound(page, "kiosk", 20)
         (first,) = kiosk._backend.peer_connections().values()
-        ice: Any = first.getTransceivers()[0].receiver.transport.transport
-        await ice._connection.close()  # what our consent check does when consent expires
+        await ice_connection(first).close()  # what our consent check does when consent expires
 
         def replaced() -> bool:
             connections = list(kiosk._backend.peer_connections().values())

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from typing import Any
 
 import pytest
 from aiortc import RTCPeerConnection
@@ -20,6 +19,7 @@ from tests.helpers import (
     tone_ok,
     video_ok,
 )
+from tests.lossy import ice_connection
 from vcalld.commands import JoinCommand, LeaveCommand, SetMuteCommand, SetVideoCommand
 from vcalld.config import VcalldConfig
 from vcalld.config.models import RoomServerConfig
@@ -175,10 +175,9 @@ async def test_a_failed_connection_is_replaced_within_the_call(
         side, other = (bob, "dev-a") if failing == "offerer" else (alice, "dev-b")
         failing_connection = connection_to(side, other)
         assert failing_connection is not None
-        ice: Any = failing_connection.getTransceivers()[0].receiver.transport.transport
         loop = asyncio.get_running_loop()
         failed = loop.time()
-        await ice._connection.close()  # what our consent check does when consent expires
+        await ice_connection(failing_connection).close()  # what consent expiry does
 
         def replaced_and_connected() -> bool:
             connections = {alice: connection_to(alice, "dev-b"), bob: connection_to(bob, "dev-a")}
