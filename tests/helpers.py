@@ -18,6 +18,7 @@ import pytest
 from aiohttp import web
 from aiortc import RTCRtpTransceiver
 
+from vcalld.call.stats import read_counters
 from vcalld.config import VcalldConfig
 from vcalld.daemon import Daemon
 from vcalld.events import state_events
@@ -99,8 +100,12 @@ async def assert_receives(
     min_fps: float = MIN_FPS,
 ) -> None:
     """`daemon`'s sink gets `name`'s test pattern at `min_fps` and its tone at the right pitch."""
-    await eventually(lambda: video_ok(received(daemon, name), size, min_fps), 25)
-    await eventually(lambda: tone_ok(received(daemon, name), tone_hz), 10)
+    try:
+        await eventually(lambda: video_ok(received(daemon, name), size, min_fps), 25)
+        await eventually(lambda: tone_ok(received(daemon, name), tone_hz), 10)
+    except TimeoutError:
+        counters = [await read_counters(pc) for pc in daemon._backend.peer_connections().values()]
+        raise AssertionError(f"from {name}: {received(daemon, name)}; {counters}") from None
     stats = received(daemon, name)
     video, audio = stats["video"], stats["audio"]
     assert video["pattern_frames"] >= 0.9 * video["stamped_frames"] > 0, stats
