@@ -295,7 +295,7 @@ async def chromium_calls(rates: list[float], seconds: float, folder: Path) -> li
     wav = write_wav(folder / "speech.wav", 0.5 * speech(FAR_END, RATE), RATE)
     results = []
     for index, loss in enumerate(rates):
-        server = RoomServer(RoomServerConfig(port=0))
+        server = RoomServer(RoomServerConfig(port=0, anonymous=True))
         await server.start()
         try:
             results += await chromium_call(

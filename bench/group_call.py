@@ -151,7 +151,7 @@ async def vcalld_through_janus(work: Path, janus: Janus, window: float) -> Row:
 
 
 async def vcalld_in_mesh(work: Path, window: float, encode_once: bool = False) -> Row:
-    server = RoomServer(RoomServerConfig(port=0, max_participants=8))
+    server = RoomServer(RoomServerConfig(port=0, max_participants=8, anonymous=True))
     await server.start()
     try:
         url = f"ws://127.0.0.1:{server.port}/ws"

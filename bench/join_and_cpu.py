@@ -264,7 +264,7 @@ async def main() -> None:
     parser.add_argument("--fps", type=int, default=30)
     args = parser.parse_args()
     picture = Picture.parse(args.size, args.fps)
-    server = RoomServer(RoomServerConfig(port=0))
+    server = RoomServer(RoomServerConfig(port=0, anonymous=True))
     await server.start()
     try:
         with tempfile.TemporaryDirectory(prefix="vcalld-bench-") as folder:

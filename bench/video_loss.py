@@ -185,7 +185,7 @@ def config(
 
 @contextlib.asynccontextmanager
 async def room() -> AsyncIterator[RoomServer]:
-    server = RoomServer(RoomServerConfig(port=0))
+    server = RoomServer(RoomServerConfig(port=0, anonymous=True))
     await server.start()
     try:
         yield server

@@ -219,7 +219,7 @@ async def main() -> None:
     senders = sorted({scenario.sender for scenario in SCENARIOS})
     parser.add_argument("--senders", nargs="*", default=senders, choices=senders)
     args = parser.parse_args()
-    server = RoomServer(RoomServerConfig(port=0, max_participants=8))
+    server = RoomServer(RoomServerConfig(port=0, max_participants=8, anonymous=True))
     await server.start()
     rows = []
     single: dict[tuple[str, bool, Picture], Measured] = {}

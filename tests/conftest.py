@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import os
+import secrets
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -29,16 +30,25 @@ def card(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PipeSoundCard]:
     card.close()
 
 
+@pytest.fixture(scope="session")
+def room_secret_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The token secret of every test's room server: the tests join as a kiosk would."""
+    path = tmp_path_factory.mktemp("room") / "token-secret"
+    path.write_text(secrets.token_urlsafe(48))
+    return path
+
+
 @pytest.fixture
-async def room_server() -> AsyncIterator[RoomServer]:
-    server = RoomServer(RoomServerConfig(port=0, max_participants=4))
+async def room_server(room_secret_file: Path) -> AsyncIterator[RoomServer]:
+    config = RoomServerConfig(port=0, max_participants=4, token_secret_file=room_secret_file)
+    server = RoomServer(config)
     await server.start()
     yield server
     await server.stop()
 
 
 @pytest.fixture
-def daemon_config(tmp_path: Path) -> Callable[..., VcalldConfig]:
+def daemon_config(tmp_path: Path, room_secret_file: Path) -> Callable[..., VcalldConfig]:
     def make(server: RoomServer | None, device_id: str, **sections: dict[str, Any]) -> VcalldConfig:
         """A device config on loopback; with no room server it does not join at start."""
         port = server.port if server is not None else 9
@@ -50,6 +60,7 @@ def daemon_config(tmp_path: Path) -> Callable[..., VcalldConfig]:
                 "room": "test",
                 "ice_host_addresses": ["127.0.0.1"],
                 "reconnect_max_seconds": 1.0,
+                "room_secret_file": str(room_secret_file),
             },
             "control": {"socket": str(tmp_path / f"{device_id}.sock")},
         }

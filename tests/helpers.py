@@ -150,16 +150,18 @@ def write_daemon_config(  # noqa: PLR0917 - test helper, read at call sites by k
     room: str = "test",
     auto_join: bool = True,
     extra: str = "",
+    room_secret_file: Path | None = None,
 ) -> tuple[Path, Path]:
     """A TOML config for a `vcalld run` process on loopback, plus `extra` TOML sections;
     returns (config, control socket)."""
     socket = folder / f"{device_id}.sock"
     config = folder / f"{device_id}.toml"
+    secret = f'room_secret_file = "{room_secret_file}"\n' if room_secret_file else ""
     config.write_text(
         f'[device]\nid = "{device_id}"\n'
         f'[call]\nserver_url = "ws://127.0.0.1:{server_port}/ws"\nroom = "{room}"\n'
         f"auto_join = {str(auto_join).lower()}\n"
-        f'ice_host_addresses = ["127.0.0.1"]\n'
+        f'ice_host_addresses = ["127.0.0.1"]\n{secret}'
         f'[control]\nsocket = "{socket}"\n' + extra
     )
     return config, socket

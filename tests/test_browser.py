@@ -30,6 +30,7 @@ from vcalld.commands import SetVideoCommand, StartScreenShareCommand
 from vcalld.config import VcalldConfig
 from vcalld.daemon import Daemon
 from vcalld.media.pattern import bars_match, read_stamp
+from vcalld.room import tokens
 from vcalld.room.server import RoomServer
 
 pytestmark = pytest.mark.slow
@@ -54,9 +55,13 @@ def browser_media(tmp_path_factory: pytest.TempPathFactory) -> BrowserMedia:
 
 
 @asynccontextmanager
-async def browser(server: RoomServer, media: BrowserMedia, name: str) -> AsyncIterator[Page]:
+async def browser(
+    server: RoomServer, secret_file: Path, media: BrowserMedia, name: str
+) -> AsyncIterator[Page]:
+    """Chromium in room "test", with a token as `vcalld room-token` gives one."""
     query = urlencode({"room": "test", "name": name, "autojoin": "1", "audio_processing": "off"})
-    url = f"http://127.0.0.1:{server.port}/?{query}"
+    token = tokens.issue(tokens.read_secret(secret_file), "test", 600)
+    url = f"http://127.0.0.1:{server.port}/?{query}#token={token}"
     async with chromium_page(url, video_clip=media.clip, audio_wav=media.wav) as page:
         await eventually(lambda: page.evaluate("typeof vcall === 'object'"), 10)
         await install_probe(page)
@@ -132,6 +137,7 @@ async def hears(page: Page, name: str, tone_hz: float) -> bool:
 
 async def test_chromium_and_daemon_call_both_ways_with_video_and_screen_switched_live(
     room_server: RoomServer,
+    room_secret_file: Path,
     daemon_config: Callable[..., VcalldConfig],
     browser_media: BrowserMedia,
 ) -> None:
@@ -149,7 +155,7 @@ async def test_chromium_and_daemon_call_both_ways_with_video_and_screen_switched
         )
         async with (
             running(config) as kiosk,
-            browser(room_server, browser_media, "chromium") as page,
+            browser(room_server, room_secret_file, browser_media, "chromium") as page,
         ):
             await voice_only_then_video_then_not(kiosk, page)
             assert await page.evaluate("document.querySelector('.tile.screen') === null")
@@ -192,6 +198,7 @@ async def screen_shown(page: Page) -> bool:
 
 async def test_two_daemons_and_chromium_all_receive_everyone(
     room_server: RoomServer,
+    room_secret_file: Path,
     daemon_config: Callable[..., VcalldConfig],
     browser_media: BrowserMedia,
 ) -> None:
@@ -201,7 +208,7 @@ async def test_two_daemons_and_chromium_all_receive_everyone(
     async with (
         running(a) as alice,
         running(b) as bob,
-        browser(room_server, browser_media, "chromium") as page,
+        browser(room_server, room_secret_file, browser_media, "chromium") as page,
     ):
         daemons = {"dev-a": alice, "dev-b": bob}
         for name, daemon in daemons.items():
@@ -228,12 +235,13 @@ async def click(page: Page, button_id: str) -> None:
 
 async def test_browser_mute_leave_and_join_buttons(
     room_server: RoomServer,
+    room_secret_file: Path,
     daemon_config: Callable[..., VcalldConfig],
     browser_media: BrowserMedia,
 ) -> None:
     async with (
         running(daemon_config(room_server, "kiosk")) as kiosk,
-        browser(room_server, browser_media, "chromium") as page,
+        browser(room_server, room_secret_file, browser_media, "chromium") as page,
     ):
         await assert_receives(kiosk, "chromium", BROWSER_TONE_HZ, size=None)
 
@@ -266,6 +274,7 @@ def audio_counters(stats: dict[str, Any]) -> tuple[float, float]:
 
 async def test_chromium_negotiates_red_and_both_hear_each_other_through_30_percent_loss(
     room_server: RoomServer,
+    room_secret_file: Path,
     daemon_config: Callable[..., VcalldConfig],
     browser_media: BrowserMedia,
 ) -> None:
@@ -274,7 +283,10 @@ async def test_chromium_negotiates_red_and_both_hear_each_other_through_30_perce
     config = daemon_config(
         room_server, "kiosk", video={"enabled": False}, audio={"tone_frequency_hz": 440.0}
     )
-    async with running(config) as kiosk, browser(room_server, browser_media, "chromium") as page:
+    async with (
+        running(config) as kiosk,
+        browser(room_server, room_secret_file, browser_media, "chromium") as page,
+    ):
         await assert_receives(kiosk, "chromium", BROWSER_TONE_HZ, size=None)
         (pc,) = kiosk._backend.peer_connections().values()
         transceiver = next(t for t in pc.getTransceivers() if t.kind == "audio")
@@ -311,13 +323,17 @@ async def test_chromium_negotiates_red_and_both_hear_each_other_through_30_perce
 
 async def test_a_failed_connection_to_chromium_is_replaced_within_the_call(
     room_server: RoomServer,
+    room_secret_file: Path,
     daemon_config: Callable[..., VcalldConfig],
     browser_media: BrowserMedia,
 ) -> None:
     """The kiosk's ICE ends (consent expired); it asks Chromium, which made the offer, for
     the pair's next connection, and both see and hear each other on it."""
     config = daemon_config(room_server, "kiosk", audio={"tone_frequency_hz": 440.0})
-    async with running(config) as kiosk, browser(room_server, browser_media, "chromium") as page:
+    async with (
+        running(config) as kiosk,
+        browser(room_server, room_secret_file, browser_media, "chromium") as page,
+    ):
         await assert_receives(kiosk, "chromium", BROWSER_TONE_HZ, size=(WIDTH, HEIGHT))
         await wait_for_inbound(page, "kiosk", 20)
         (first,) = kiosk._backend.peer_connections().values()

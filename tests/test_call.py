@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 from aiortc import RTCPeerConnection
@@ -125,9 +126,9 @@ async def test_leave_and_join_commands(device: Device) -> None:
 
 
 async def test_rejoins_after_room_server_restart(
-    daemon_config: Callable[..., VcalldConfig],
+    daemon_config: Callable[..., VcalldConfig], room_secret_file: Path
 ) -> None:
-    server = RoomServer(RoomServerConfig(port=0))
+    server = RoomServer(RoomServerConfig(port=0, token_secret_file=room_secret_file))
     await server.start()
     port = server.port
     async with (
@@ -142,7 +143,7 @@ async def test_rejoins_after_room_server_restart(
         assert loop.time() - stopping < 2
         await eventually(lambda: alice.state.current.call is CallState.RECONNECTING, 5)
         assert not alice.state.current.participants
-        restarted = RoomServer(RoomServerConfig(port=port))
+        restarted = RoomServer(RoomServerConfig(port=port, token_secret_file=room_secret_file))
         await restarted.start()
         try:
             started = loop.time()

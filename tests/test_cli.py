@@ -34,9 +34,14 @@ async def local(socket: Path, *words: str) -> tuple[int, Any]:
 
 
 async def test_vcallctl_controls_a_running_daemon(
-    room_server: RoomServer, daemon_config: Callable[..., VcalldConfig], tmp_path: Path
+    room_server: RoomServer,
+    room_secret_file: Path,
+    daemon_config: Callable[..., VcalldConfig],
+    tmp_path: Path,
 ) -> None:
-    config_file, socket = write_daemon_config(tmp_path, "kiosk", room_server.port)
+    config_file, socket = write_daemon_config(
+        tmp_path, "kiosk", room_server.port, room_secret_file=room_secret_file
+    )
     async with (
         vcalld_process(config_file) as process,
         running(daemon_config(room_server, "viewer")) as viewer,

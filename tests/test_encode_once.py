@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 
@@ -21,8 +22,13 @@ PEERS = 6
 SIZE = (320, 240)
 
 
-async def test_six_peers_one_encoder(daemon_config: Callable[..., VcalldConfig]) -> None:
-    server = RoomServer(RoomServerConfig(port=0, max_participants=PEERS + 1))
+async def test_six_peers_one_encoder(
+    daemon_config: Callable[..., VcalldConfig], room_secret_file: Path
+) -> None:
+    config = RoomServerConfig(
+        port=0, max_participants=PEERS + 1, token_secret_file=room_secret_file
+    )
+    server = RoomServer(config)
     await server.start()
     video = {"width": SIZE[0], "height": SIZE[1], "fps": 15, "encode_once": True}
     try:

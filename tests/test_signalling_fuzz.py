@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import random
 from collections import Counter
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -22,6 +24,7 @@ from tests.helpers import MIN_FPS, eventually, received, running, video_ok
 from vcalld.config import VcalldConfig
 from vcalld.config.models import RoomServerConfig
 from vcalld.daemon import Daemon
+from vcalld.room import tokens
 from vcalld.room.server import TRANSPORT_LIMIT_FACTOR, RoomServer
 from vcalld.state import CallState
 
@@ -30,11 +33,22 @@ FUZZ_MESSAGES = 400
 REPLY_SECONDS = 5.0
 SEED = 20261124
 ERROR_CODES = {"invalid-json", "invalid-message", "unknown-participant", "already-joined"}
+# Messages in the long fuzz (8 s on the host for 100,000), any number with
+# VCALLD_SIGNALLING_FUZZ_MESSAGES.
+LONG_FUZZ_MESSAGES = int(os.environ.get("VCALLD_SIGNALLING_FUZZ_MESSAGES", "100000"))
+BATCH = 500
 
 
 @pytest.fixture
 async def strict_server() -> AsyncIterator[RoomServer]:
-    server = RoomServer(RoomServerConfig(port=0, max_participants=3, max_message_bytes=MAX_BYTES))
+    config = RoomServerConfig(
+        port=0,
+        max_participants=3,
+        max_message_bytes=MAX_BYTES,
+        anonymous=True,  # tokens are tested in test_room_security
+        max_messages_per_second=10_000,  # the fuzzer sends as fast as it can
+    )
+    server = RoomServer(config)
     await server.start()
     yield server
     await server.stop()
@@ -215,6 +229,34 @@ def fuzz_message(rng: random.Random, targets: list[str]) -> str:
     return json.dumps(message)
 
 
+def join_message(rng: random.Random, secret: bytes) -> str:
+    """A join or leave whose room, name and token are right, wrong or junk."""
+    if rng.randrange(4) == 0:
+        return json.dumps({"type": "leave"})
+    room = rng.choice(["hall", "lobby", junk(rng, 3)])
+    valid = tokens.issue(secret, "hall", 60)
+    token = rng.choice(
+        [
+            valid,
+            tokens.issue(secret, "lobby", 60),
+            tokens.issue(secret, "hall", -1),
+            tokens.issue(b"o" * 32, "hall", 60),
+            mutated(rng, valid),
+            junk(rng, 3),
+            None,
+        ]
+    )
+    message = {"type": "join", "room": room, "name": rng.choice(["kiosk", junk(rng, 3)])}
+    if token is not None:
+        message["token"] = token
+    return json.dumps(message)
+
+
+def mutated(rng: random.Random, text: str) -> str:
+    cut = rng.randrange(len(text))
+    return text[:cut] + chr(rng.randrange(32, 127)) + text[cut + 1 :]
+
+
 async def errors_until(ws: aiohttp.ClientWebSocketResponse, marker: str) -> list[dict[str, Any]]:
     """Every error reply up to and including the one that mentions `marker`."""
     errors = []
@@ -231,9 +273,22 @@ def assert_in_call(daemon: Daemon) -> None:
     assert daemon.state.current.call is CallState.IN_CALL, daemon.state.current
 
 
+@pytest.fixture
+async def room_server(room_secret_file: Path) -> AsyncIterator[RoomServer]:
+    """As the tests' usual one, but it lets the fuzzer send as fast as it can."""
+    config = RoomServerConfig(
+        port=0, token_secret_file=room_secret_file, max_messages_per_second=10_000
+    )
+    server = RoomServer(config)
+    await server.start()
+    yield server
+    await server.stop()
+
+
 @pytest.mark.slow
 async def test_fuzzing_while_two_daemons_are_in_a_call(
     room_server: RoomServer,
+    room_secret_file: Path,
     daemon_config: Callable[..., VcalldConfig],
     caplog: pytest.LogCaptureFixture,
 ) -> None:
@@ -244,7 +299,10 @@ async def test_fuzzing_while_two_daemons_are_in_a_call(
         await eventually(lambda: video_ok(received(bob, "dev-a")), 15)
         rng = random.Random(SEED)
         async with client(room_server) as fuzzer:
-            await fuzzer.send_json({"type": "join", "room": "test", "name": "fuzzer"})
+            token = tokens.issue(tokens.read_secret(room_secret_file), "test", 60)
+            await fuzzer.send_json(
+                {"type": "join", "room": "test", "name": "fuzzer", "token": token}
+            )
             joined = await reply(fuzzer, "joined")
             targets = [p["id"] for p in joined["participants"]]
             assert len(targets) == 2
@@ -272,3 +330,52 @@ async def test_fuzzing_while_two_daemons_are_in_a_call(
         health_url = f"http://127.0.0.1:{room_server.port}/healthz"
         async with aiohttp.ClientSession() as http, http.get(health_url) as response:
             assert (await response.json())["rooms"] == {"test": 2}
+
+
+async def test_a_long_fuzz_of_a_guarded_server_is_answered_and_never_crashes_it(
+    caplog: pytest.LogCaptureFixture, tmp_path: Path
+) -> None:
+    """Joins with every kind of token, junk and mutated signals, pipelined in batches, each
+    batch closed by a sentinel whose error must come back: nothing is left unanswered, and
+    nothing reaches the server's handler for unexpected failures."""
+    secret = b"s" * tokens.MIN_SECRET_BYTES
+    (tmp_path / "secret").write_bytes(secret)
+    config = RoomServerConfig(
+        port=0,
+        max_message_bytes=MAX_BYTES,
+        token_secret_file=tmp_path / "secret",
+        max_messages_per_second=1_000_000,
+        message_burst=BATCH + 1,
+    )
+    server = RoomServer(config)
+    await server.start()
+    rng = random.Random(SEED)
+    codes: Counter[str] = Counter()
+    joined = sent = 0
+    try:
+        async with client(server) as ws:
+            while sent < LONG_FUZZ_MESSAGES:
+                for _ in range(BATCH):
+                    fuzzing = rng.randrange(2)
+                    await ws.send_str(
+                        fuzz_message(rng, ["x"]) if fuzzing else join_message(rng, secret)
+                    )
+                sent += BATCH
+                sentinel = f"sentinel-{sent}"
+                await ws.send_json({"type": sentinel})  # its error names it, joined or not
+                async with asyncio.timeout(REPLY_SECONDS):
+                    while True:
+                        message = await ws.receive_json()
+                        if message["type"] == "joined":
+                            joined += 1
+                        elif sentinel in message.get("message", ""):
+                            break
+                        else:
+                            assert message["type"] == "error" and message["message"], message
+                            codes[message["code"]] += 1
+    finally:
+        await server.stop()
+    print(f"{sent} messages: {joined} joins admitted, errors {dict(codes)}")
+    assert set(codes) <= ERROR_CODES | {"unauthorized", "not-in-room", "message-too-large"}
+    assert codes["unauthorized"] and codes["invalid-json"] and joined, codes
+    assert not [record for record in caplog.records if record.levelname == "ERROR"]

@@ -60,10 +60,15 @@ class NotifySocket:
 
 @asynccontextmanager
 async def supervised_kiosk(
-    room_server: RoomServer, daemon_config: Callable[..., VcalldConfig], folder: Path
+    room_server: RoomServer,
+    room_secret_file: Path,
+    daemon_config: Callable[..., VcalldConfig],
+    folder: Path,
 ) -> AsyncIterator[tuple[Daemon, asyncio.subprocess.Process, NotifySocket]]:
     """A peer in the room, and `vcalld run` (device "kiosk") reporting to us as to systemd."""
-    config_file, _ = write_daemon_config(folder, "kiosk", room_server.port)
+    config_file, _ = write_daemon_config(
+        folder, "kiosk", room_server.port, room_secret_file=room_secret_file
+    )
     notify = NotifySocket(folder / "notify.sock")
     environment = {
         "NOTIFY_SOCKET": str(notify.path),
@@ -84,9 +89,16 @@ def status(text: str) -> Callable[[dict[str, str]], bool]:
 
 
 async def test_ready_status_watchdog_and_a_graceful_stop(
-    room_server: RoomServer, daemon_config: Callable[..., VcalldConfig], tmp_path: Path
+    room_server: RoomServer,
+    room_secret_file: Path,
+    daemon_config: Callable[..., VcalldConfig],
+    tmp_path: Path,
 ) -> None:
-    async with supervised_kiosk(room_server, daemon_config, tmp_path) as (peer, process, notify):
+    async with supervised_kiosk(room_server, room_secret_file, daemon_config, tmp_path) as (
+        peer,
+        process,
+        notify,
+    ):
         ready = await notify.expect(lambda message: "READY" in message)
         assert ready["READY"] == "1" and ready["STATUS"].startswith("connecting in test"), ready
         await notify.expect(status("in-call in test; 1 participant"))
@@ -108,13 +120,22 @@ async def test_ready_status_watchdog_and_a_graceful_stop(
 
 
 async def test_sighup_applies_a_valid_config_and_refuses_a_bad_one(
-    room_server: RoomServer, daemon_config: Callable[..., VcalldConfig], tmp_path: Path
+    room_server: RoomServer,
+    room_secret_file: Path,
+    daemon_config: Callable[..., VcalldConfig],
+    tmp_path: Path,
 ) -> None:
     config_file = tmp_path / "kiosk.toml"
-    async with supervised_kiosk(room_server, daemon_config, tmp_path) as (peer, process, notify):
+    async with supervised_kiosk(room_server, room_secret_file, daemon_config, tmp_path) as (
+        peer,
+        process,
+        notify,
+    ):
         await notify.expect(status("in-call in test; 1 participant"))
 
-        write_daemon_config(tmp_path, "kiosk", room_server.port, room="hall")
+        write_daemon_config(
+            tmp_path, "kiosk", room_server.port, room="hall", room_secret_file=room_secret_file
+        )
         process.send_signal(signal.SIGHUP)
         await notify.expect(lambda message: message.get("RELOADING") == "1")
         await notify.expect(lambda message: message.get("READY") == "1")

@@ -1,10 +1,11 @@
-"""The `vcalld` command: run, check-config, devices, room-server, demo."""
+"""The `vcalld` command: run, check-config, devices, room-server, room-token, demo."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
 import contextlib
+import re
 import sys
 from pathlib import Path
 
@@ -16,7 +17,9 @@ from vcalld.media.alsa.devices import describe, list_audio_devices
 from vcalld.media.camera.linux import LinuxCameraSystem
 from vcalld.media.camera.listing import describe_cameras
 from vcalld.plugins import add_plugin_directories
-from vcalld.room.server import RoomServer
+from vcalld.room import tokens
+from vcalld.room.protocol import ROOM_PATTERN
+from vcalld.room.server import RoomServer, UnguardedError
 from vcalld.service import run_service
 
 
@@ -33,6 +36,10 @@ def vcalld_main(argv: list[str] | None = None) -> int:
     room.add_argument("--config", type=Path, default=None)
     room.add_argument("--host")
     room.add_argument("--port", type=int)
+    token = commands.add_parser("room-token", help="print a token that admits to one room")
+    token.add_argument("--config", type=Path, default=DEFAULT_PATH)
+    token.add_argument("--room", required=True)
+    token.add_argument("--hours", type=float, default=24.0, help="how long it admits (default: 24)")
     demo = commands.add_parser("demo", help="room server + daemon with test sources")
     demo.add_argument("--host", default="127.0.0.1")
     demo.add_argument("--port", type=int, default=8080)
@@ -64,6 +71,8 @@ def vcalld_main(argv: list[str] | None = None) -> int:
         return 0
     if args.action == "room-server":
         return _run_room_server(args)
+    if args.action == "room-token":
+        return _print_room_token(args)
     setup_logging(VcalldConfig.model_validate({}).logging)
     flowed = asyncio.run(
         run_demo(
@@ -116,8 +125,13 @@ def _run_room_server(args: argparse.Namespace) -> int:
         }
     )
 
-    async def serve_rooms() -> None:
+    try:
         server = RoomServer(room_config)
+    except UnguardedError as error:
+        print(f"vcalld: {error}; not starting", file=sys.stderr)
+        return EX_CONFIG
+
+    async def serve_rooms() -> None:
         await server.start()
         try:
             await asyncio.Event().wait()
@@ -126,4 +140,20 @@ def _run_room_server(args: argparse.Namespace) -> int:
 
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(serve_rooms())
+    return 0
+
+
+def _print_room_token(args: argparse.Namespace) -> int:
+    """The token is all that is printed, so a script can take it as it is."""
+    config = _load_or_report(args.config, starting=False)
+    if config is None:
+        return EX_CONFIG
+    secret_file = config.room_server.token_secret_file
+    if secret_file is None:
+        print(f"vcalld: room_server.token_secret_file is not set in {args.config}", file=sys.stderr)
+        return EX_CONFIG
+    if not re.fullmatch(ROOM_PATTERN, args.room) or args.hours <= 0:
+        print("vcalld: --room takes a room name and --hours a positive number", file=sys.stderr)
+        return 2
+    print(tokens.issue(tokens.read_secret(secret_file), args.room, args.hours * 3600))
     return 0

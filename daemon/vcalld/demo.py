@@ -63,7 +63,8 @@ async def run_demo(
 ) -> bool:
     """Run until Ctrl-C or `duration`; with a peer, True only if its media really arrived.
     A smaller `size` and `fps` let two daemons share a slow board (or an emulated one)."""
-    server = RoomServer(RoomServerConfig(host=host, port=port))
+    # Anonymous: the demo is for trying the product on this machine, on loopback by default.
+    server = RoomServer(RoomServerConfig(host=host, port=port, anonymous=True))
     await server.start()
     with tempfile.TemporaryDirectory(prefix="vcalld-demo-") as control_dir:
         main = Daemon(

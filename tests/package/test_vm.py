@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import re
+import secrets
 import shlex
 import shutil
 import subprocess
@@ -25,6 +26,8 @@ from av import VideoFrame
 from tests.package.testbed import (
     CONTROL_CLIENT,
     CONTROL_SCRIPT,
+    ROOM_SECRET_FILE,
+    ROOM_SERVER_CONFIG,
     GuestCommandError,
     Testbed,
     built_deb,
@@ -38,7 +41,7 @@ from vcalld.media.pattern import bars_match, read_stamp
 
 pytestmark = [pytest.mark.package, pytest.mark.timeout(600)]
 
-ROOM_SERVER = "/usr/bin/vcalld room-server --host 127.0.0.1 --port 8080"
+ROOM_SERVER = "/usr/bin/vcalld room-server --config /root/room.toml"
 PEER = "/usr/bin/vcalld run --config /root/peer.toml"
 
 
@@ -105,6 +108,8 @@ def test_offline_install_enables_but_does_not_start(vm: Testbed, deb: Path) -> N
     assert vm.unit_property("vcalld", "ActiveState") == "inactive"
     groups = vm.run("id -nG vcalld").split()
     assert {"vcalld", "video", "audio", "render"} <= set(groups)
+    modes = vm.run("stat -c '%a %U:%G' /etc/vcalld /etc/vcalld/vcalld.toml").split("\n")
+    assert modes[:2] == ["750 root:vcalld", "640 root:vcalld"], modes
     home_and_shell = vm.run("getent passwd vcalld | cut -d: -f6,7").strip()
     assert home_and_shell == "/var/lib/vcalld:/usr/sbin/nologin"
     # Bytecode compiled by postinst, since the service cannot write it under ProtectSystem.
@@ -115,6 +120,9 @@ def test_offline_install_enables_but_does_not_start(vm: Testbed, deb: Path) -> N
 def test_service_is_ready_in_a_call_and_reports_to_the_journal(vm: Testbed) -> None:
     vm.write("/etc/vcalld/vcalld.toml", KIOSK_CONFIG)
     vm.write("/root/peer.toml", PEER_CONFIG)
+    vm.write(ROOM_SECRET_FILE, secrets.token_urlsafe(48))
+    vm.run(f"chgrp vcalld {ROOM_SECRET_FILE} && chmod 0640 {ROOM_SECRET_FILE}")
+    vm.write("/root/room.toml", ROOM_SERVER_CONFIG)
     vm.run(f"systemd-run --unit vcalld-room {ROOM_SERVER}")
     until(lambda: vm.status("exec 3<>/dev/tcp/127.0.0.1/8080") == 0, timeout=60)
     vm.run(f"systemd-run --unit vcalld-peer {PEER}")
@@ -388,7 +396,7 @@ def test_bad_config_exits_78_without_a_restart_loop(vm: Testbed) -> None:
     assert vm.unit_property("vcalld", "ActiveState") == "failed"
     assert int(vm.unit_property("vcalld", "NRestarts")) == restarts
     # journald may file the process's last stderr lines after systemd's own.
-    until(lambda: "vcalld.toml:11: video.fps" in vm.run("journalctl -u vcalld -n 20"), timeout=30)
+    until(lambda: "vcalld.toml:12: video.fps" in vm.run("journalctl -u vcalld -n 20"), timeout=30)
 
 
 def test_upgrade_keeps_the_edited_conffile_and_restarts_the_service(
@@ -401,6 +409,7 @@ def test_upgrade_keeps_the_edited_conffile_and_restarts_the_service(
     vm.install_deb(upgrade)
     assert vm.run("dpkg-query -W -f '${Version}' vcalld") == "0.1.0+upgrade"
     assert vm.run("cat /etc/vcalld/vcalld.toml") == KIOSK_CONFIG
+    assert vm.run("stat -c '%a %U:%G' /etc/vcalld/vcalld.toml").strip() == "640 root:vcalld"
     assert vm.unit_property("vcalld", "MainPID") not in ("0", before)  # restarted by postinst
     until(lambda: in_call_with(vm, ["peer"]), timeout=90)
 

@@ -23,6 +23,16 @@ DIST = ROOT / "dist"
 T = TypeVar("T")
 
 
+# Readable by the vcalld group, as a kiosk's secrets are kept (the room server runs as root).
+ROOM_SECRET_FILE = "/etc/vcalld/room-secret"
+ROOM_SERVER_CONFIG = textwrap.dedent(f"""\
+    [room_server]
+    host = "127.0.0.1"
+    port = 8080
+    token_secret_file = "{ROOM_SECRET_FILE}"
+    """)
+
+
 def device_config(device_id: str, socket: str, *, video: bool = True) -> str:
     """Small video (or none) so two daemons fit the emulated CPU; content is checked, not
     speed."""
@@ -34,6 +44,7 @@ def device_config(device_id: str, socket: str, *, video: bool = True) -> str:
         room = "hall"
         ice_host_addresses = ["127.0.0.1"]
         reconnect_max_seconds = 1.0
+        room_secret_file = "{ROOM_SECRET_FILE}"
         [video]
         width = 160
         height = 120

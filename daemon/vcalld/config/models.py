@@ -33,6 +33,7 @@ from vcalld.plugins import (
     load_plugin,
     plugin_validator,
 )
+from vcalld.room import tokens
 
 CONTROL_NAME = re.compile(r"[a-z0-9_]{1,64}")
 X_DISPLAY = r"^[A-Za-z0-9._-]*:[0-9]+(\.[0-9]+)?(\+[0-9]+,[0-9]+)?$"  # host:display.screen+x,y
@@ -64,6 +65,14 @@ def _readable(path: Path) -> Path:
 
 
 ReadableFile = Annotated[Path, AfterValidator(_readable)]
+
+
+def _token_secret(path: Path) -> Path:
+    tokens.read_secret(_readable(path))
+    return path
+
+
+TokenSecretFile = Annotated[Path, AfterValidator(_token_secret)]
 
 
 class Section(BaseModel):
@@ -192,6 +201,17 @@ class CallConfig(Section):
             "Gather host ICE candidates only on these local IP addresses (loopback allowed). "
             "Empty means every non-loopback address."
         ),
+    )
+    room_secret_file: TokenSecretFile | None = Field(
+        default=None,
+        description=(
+            "The room server's token secret (mesh): the daemon signs itself a short-lived "
+            "token for each room it joins."
+        ),
+    )
+    server_ca_file: ReadableFile | None = Field(
+        default=None,
+        description="CA bundle that verifies a wss:// room server; the system's when unset.",
     )
     reconnect_min_seconds: float = Field(default=0.5, gt=0, le=60)
     reconnect_max_seconds: float = Field(default=5.0, gt=0, le=600)
@@ -607,11 +627,61 @@ class LoggingConfig(Section):
 class RoomServerConfig(Section):
     host: str = Field(default="127.0.0.1", description="Address `vcalld room-server` binds.")
     port: int = Field(default=8080, ge=0, le=65535, description="0 picks a free port.")
+    token_secret_file: TokenSecretFile | None = Field(
+        default=None,
+        description=(
+            "File holding the secret (32 bytes or more) that signs room tokens; joining a "
+            "room then takes a token for it (`vcalld room-token`)."
+        ),
+    )
+    anonymous: bool = Field(
+        default=False,
+        description=(
+            "Let anyone who reaches the server into any room, without a token. The server "
+            "will not start with neither this nor token_secret_file."
+        ),
+    )
+    allowed_origins: list[str] = Field(
+        default_factory=list,
+        description=(
+            "Web origins (https://host[:port]) whose pages may connect besides the server's "
+            "own; a client that sends no Origin (a daemon) is not a page and is let through."
+        ),
+    )
+    tls_cert_file: ReadableFile | None = Field(
+        default=None, description="Serve HTTPS and WSS with this certificate chain (PEM)."
+    )
+    tls_key_file: ReadableFile | None = Field(
+        default=None, description="The certificate's private key (PEM)."
+    )
     max_participants: int = Field(default=8, ge=2, le=64)
     max_message_bytes: int = Field(default=65536, ge=1024, le=1 << 20)
+    max_messages_per_second: float = Field(
+        default=20.0, gt=0, description="Sustained message rate each connection may send."
+    )
+    message_burst: int = Field(
+        default=200,
+        ge=1,
+        description="Messages a connection may send at once above that rate (joins trickle).",
+    )
     ice_servers: list[IceServer] = Field(
         default_factory=list, description="ICE servers handed to browser clients."
     )
+
+    @field_validator("allowed_origins")
+    @classmethod
+    def _origins(cls, origins: list[str]) -> list[str]:
+        for origin in origins:
+            parts = urllib.parse.urlsplit(origin)
+            if parts.scheme not in ("http", "https") or not parts.netloc or parts.path:
+                raise ValueError(f"{origin!r} is not an origin like https://kiosk.example:8443")
+        return [origin.lower() for origin in origins]
+
+    @model_validator(mode="after")
+    def _tls_pair(self) -> RoomServerConfig:
+        if (self.tls_cert_file is None) != (self.tls_key_file is None):
+            raise ValueError("tls_cert_file and tls_key_file go together")
+        return self
 
 
 class ControlConfig(Section):

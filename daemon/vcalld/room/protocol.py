@@ -22,6 +22,7 @@ class Join(_Message):
     type: Literal["join"]
     room: str = Field(pattern=ROOM_PATTERN)
     name: str = Field(min_length=1, max_length=64)
+    token: str | None = Field(default=None, max_length=2048, description="A room token.")
 
 
 class Leave(_Message):

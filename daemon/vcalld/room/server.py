@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import ssl
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -11,6 +12,7 @@ from typing import Any
 from aiohttp import WSCloseCode, WSMsgType, web
 
 from vcalld.config.models import RoomServerConfig
+from vcalld.room import tokens
 from vcalld.room.protocol import (
     Join,
     Leave,
@@ -19,6 +21,7 @@ from vcalld.room.protocol import (
     error_message,
     parse_client_message,
 )
+from vcalld.room.rate import RateLimit
 from vcalld.room.rooms import Member, Rooms
 
 log = logging.getLogger(__name__)
@@ -28,16 +31,30 @@ STATIC_DIR = Path(__file__).parent / "static"
 TRANSPORT_LIMIT_FACTOR = 4
 
 
+class UnguardedError(ValueError):
+    """Neither a token secret nor `anonymous`: the server will not guess which was meant."""
+
+
 @dataclass
 class _Session:
     ws: web.WebSocketResponse
+    rate: RateLimit
     room: str | None = None
     member: Member[web.WebSocketResponse] | None = None
+    dropped: int = 0  # messages over the rate
 
 
 class RoomServer:
     def __init__(self, config: RoomServerConfig) -> None:
+        if config.token_secret_file is None and not config.anonymous:
+            raise UnguardedError(
+                "room_server.token_secret_file is not set, so anyone who reaches the server "
+                "could join any room: set it, or set room_server.anonymous = true"
+            )
         self._config = config
+        self._secret = (
+            tokens.read_secret(config.token_secret_file) if config.token_secret_file else None
+        )
         self._rooms: Rooms[web.WebSocketResponse] = Rooms(config.max_participants)
         self._runner: web.AppRunner | None = None
         self._sockets: set[web.WebSocketResponse] = set()
@@ -54,10 +71,21 @@ class RoomServer:
     async def start(self) -> None:
         self._runner = web.AppRunner(self.app(), handle_signals=False)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, self._config.host, self._config.port)
+        tls = self._tls_context()
+        site = web.TCPSite(self._runner, self._config.host, self._config.port, ssl_context=tls)
         await site.start()
         self.port = self._runner.addresses[0][1]
-        log.info("room server listening on http://%s:%d/", self._config.host, self.port)
+        scheme = "https" if tls else "http"
+        log.info("room server listening on %s://%s:%d/", scheme, self._config.host, self.port)
+        if self._secret is None:
+            log.warning("room server: anonymous, anyone who reaches it can join any room")
+
+    def _tls_context(self) -> ssl.SSLContext | None:
+        if self._config.tls_cert_file is None or self._config.tls_key_file is None:
+            return None
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        context.load_cert_chain(self._config.tls_cert_file, self._config.tls_key_file)
+        return context
 
     async def stop(self) -> None:
         """Closes every WebSocket first, as going away (1001): aiohttp would otherwise wait
@@ -76,14 +104,23 @@ class RoomServer:
         return web.json_response({"ok": True, "rooms": self._rooms.counts()})
 
     async def _websocket(self, request: web.Request) -> web.WebSocketResponse:
+        origin = request.headers.get("Origin")
+        if origin is not None and not self._origin_allowed(origin, request):
+            log.warning(
+                "room server: refused a WebSocket from %s (origin %s)", request.remote, origin
+            )
+            raise web.HTTPForbidden(text="origin not allowed")
         limit = self._config.max_message_bytes
         ws = web.WebSocketResponse(heartbeat=15, max_msg_size=limit * TRANSPORT_LIMIT_FACTOR)
         await ws.prepare(request)
-        session = _Session(ws)
+        config = self._config
+        session = _Session(ws, RateLimit(config.max_messages_per_second, config.message_burst))
         self._sockets.add(ws)
         try:
             async for message in ws:
-                if message.type == WSMsgType.TEXT:
+                if not session.rate.allow():
+                    await self._throttle(session, request)
+                elif message.type == WSMsgType.TEXT:
                     await self._receive(session, message.data)
                 elif message.type == WSMsgType.BINARY:
                     await _send(
@@ -92,7 +129,27 @@ class RoomServer:
         finally:
             self._sockets.discard(ws)
             await self._leave(session)
+            if session.dropped:
+                log.warning(
+                    "room server: dropped %d messages from %s", session.dropped, request.remote
+                )
         return ws
+
+    def _origin_allowed(self, origin: str, request: web.Request) -> bool:
+        """A page's own server, or one the config names: any other page could otherwise
+        join rooms with its visitors' tokens and network position."""
+        origin = origin.lower()
+        return origin == f"{request.scheme}://{request.host}".lower() or (
+            origin in self._config.allowed_origins
+        )
+
+    async def _throttle(self, session: _Session, request: web.Request) -> None:
+        """A message over the rate is dropped with an error reply; logged once a connection."""
+        if not session.dropped:
+            log.warning("room server: %s sends too fast; dropping", request.remote)
+        session.dropped += 1
+        rate = self._config.max_messages_per_second
+        await _send(session.ws, error_message("rate-limited", f"over {rate:g} messages/s"))
 
     async def _receive(self, session: _Session, text: str) -> None:
         try:
@@ -117,6 +174,16 @@ class RoomServer:
     async def _join(self, session: _Session, message: Join) -> None:
         if session.member is not None:
             raise ProtocolError("already-joined", f"already in room {session.room!r}")
+        if self._secret is not None:
+            if message.token is None:
+                raise ProtocolError("unauthorized", f"room {message.room!r} takes a token")
+            try:
+                tokens.check(self._secret, message.token, message.room)
+            except tokens.TokenError as error:
+                log.warning(
+                    "room server: %s refused for room %s: %s", message.name, message.room, error
+                )
+                raise ProtocolError("unauthorized", str(error)) from None
         member, others = self._rooms.join(message.room, message.name, session.ws)
         session.room, session.member = message.room, member
         log.info("%s (%s) joined room %s", member.name, member.id, message.room)

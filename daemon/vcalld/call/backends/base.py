@@ -95,14 +95,23 @@ class SessionBackend(Generic[SessionT]):
         self._session = self.new_session(room, joined)
         try:
             await self._session.run()
-        except self.expected as failure:
-            error = f"{self.server()}: {failure or type(failure).__name__}"
-            log.warning("%s", error)
-            return error
-        except Exception as failure:
+        except Exception as raised:
+            failure = _single(raised)
+            if isinstance(failure, self.expected):
+                error = f"{self.server()}: {failure or type(failure).__name__}"
+                log.warning("%s", error)
+                return error
             error = f"call session failed: {type(failure).__name__}: {failure}"
             log.exception("%s; rejoining", error)
             return error
         finally:
             self._session = None
         return None
+
+
+def _single(failure: Exception) -> Exception:
+    """What a task group raised for one failure: a session's TaskGroup wraps even the server
+    refusing us (room full, no token) in an ExceptionGroup."""
+    while isinstance(failure, ExceptionGroup) and len(failure.exceptions) == 1:
+        failure = failure.exceptions[0]
+    return failure

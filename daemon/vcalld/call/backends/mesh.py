@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import ssl
 import time
 from typing import Any
 
@@ -14,6 +15,7 @@ from aiortc import RTCPeerConnection
 from vcalld.call.backends.base import SessionBackend
 from vcalld.call.backends.mesh_peer import Peer, SignalError, connection_of
 from vcalld.call.ice import rtc_configuration
+from vcalld.room import tokens
 from vcalld.state import CallState, Participant
 
 log = logging.getLogger(__name__)
@@ -24,6 +26,10 @@ RESTART_SPACING_SECONDS = 2.0
 # A far end that leaves closes its connections just before the room server says it left: a
 # failure is acted on only if it is still in the room this long after.
 LEAVING_GRACE_SECONDS = 1.0
+# A token the daemon signs itself is used once, at once: it need not outlive the join.
+OWN_TOKEN_SECONDS = 60.0
+# What the room server says when it will not let us in: not worth retrying at once.
+REFUSALS = ("room-full", "invalid-message", "already-joined", "unauthorized")
 
 
 class RoomRejectedError(Exception):
@@ -38,6 +44,19 @@ class MeshBackend(SessionBackend["_Session"]):
 
     def server(self) -> str:
         return f"room server {self.config.server_url}"
+
+    def join_message(self, room: str) -> dict[str, Any]:
+        message = {"type": "join", "room": room, "name": self.name}
+        if self.config.room_secret_file is not None:
+            secret = tokens.read_secret(self.config.room_secret_file)
+            message["token"] = tokens.issue(secret, room, OWN_TOKEN_SECONDS)
+        return message
+
+    def tls_context(self) -> ssl.SSLContext | bool:
+        """Verified against the configured CA, or the system's (aiohttp's True)."""
+        if self.config.server_ca_file is None:
+            return True
+        return ssl.create_default_context(cafile=self.config.server_ca_file)
 
 
 class _Session:
@@ -66,11 +85,13 @@ class _Session:
         backend = self._backend
         async with (
             aiohttp.ClientSession() as http,
-            http.ws_connect(backend.config.server_url, heartbeat=HEARTBEAT_SECONDS) as ws,
+            http.ws_connect(
+                backend.config.server_url, heartbeat=HEARTBEAT_SECONDS, ssl=backend.tls_context()
+            ) as ws,
             asyncio.TaskGroup() as tasks,
         ):
             self._ws = ws
-            await ws.send_json({"type": "join", "room": self._room, "name": backend.name})
+            await ws.send_json(backend.join_message(self._room))
             try:
                 async for message in ws:
                     if message.type != aiohttp.WSMsgType.TEXT:
@@ -107,7 +128,7 @@ class _Session:
             elif isinstance(message.get("data"), dict):
                 self._route_signal(sender, message["data"], tasks)
         elif kind == "error":
-            if message.get("code") in ("room-full", "invalid-message", "already-joined"):
+            if message.get("code") in REFUSALS:
                 raise RoomRejectedError(f"{message.get('code')}: {message.get('message')}")
             log.warning("room server error: %s", message)
 

@@ -212,7 +212,10 @@ async function join(room, name) {
   const scheme = location.protocol === "https:" ? "wss" : "ws";
   vcall.ws = new WebSocket(`${scheme}://${location.host}/ws`);
   vcall.room = room;
-  vcall.ws.onopen = () => send({ type: "join", room, name });
+  // The room token comes in the fragment (#token=...), which browsers never send to a server,
+  // so it stays out of access logs and Referer headers.
+  const token = new URLSearchParams(location.hash.slice(1)).get("token");
+  vcall.ws.onopen = () => send({ type: "join", room, name, ...(token ? { token } : {}) });
   vcall.ws.onmessage = onMessage;
   vcall.ws.onclose = () => {
     for (const id of [...vcall.peers.keys()]) closePeer(id);
