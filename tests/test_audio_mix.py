@@ -73,10 +73,11 @@ async def test_the_far_end_hears_the_mix_with_the_microphone_at_the_set_level(
     listening = daemon_config(room_server, "dev-b", video={"enabled": False})
     async with running(mixing) as a, running(listening) as b, recording_events(a) as events:
         await eventually(lambda: b.state.current.participants, 10)
-        # The voice alone, once its playout has settled: a call's first half second may still
-        # hold frames made up while the delay rose (under CI's load: -15.1 dB of -13.5).
+        # The voice alone, once its playout has settled: a call's first seconds may still
+        # hold frames made up while the delay rose (under CI's load: -15.1 and -14.8 dB of
+        # -13.5, then -13.5 once settled).
         await eventually(lambda: b.renderer.snapshot().popitem()[1]["audio"]["coverage"] == 1, 5)
-        await eventually(lambda: abs(far_levels(b)[MIC_HZ] - SOURCE_LEVEL) < 1.5, 5)
+        await eventually(lambda: abs(far_levels(b)[MIC_HZ] - SOURCE_LEVEL) < 0.5, 10)
         alone = far_levels(b)
         start = StartAudioMixCommand(source="chime.flac", loops="forever", call_volume=0.5)
         assert (await a.execute(start)).ok
