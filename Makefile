@@ -35,7 +35,7 @@ define apt_install
 	fi
 endef
 
-.PHONY: demo test lint pytest test-package bench bench-audio bench-group bench-loss bench-video-loss bench-video-send bench-loss-testbed bench-mqtt bench-video bench-processors bench-composite deb clean
+.PHONY: demo test lint pytest test-package bench bench-audio bench-group bench-loss bench-video-loss bench-video-send bench-loss-testbed bench-mqtt bench-faults bench-soak bench-video bench-processors bench-composite deb clean
 
 demo: $(VENV)/.installed
 	$(BIN)/vcalld demo $(DEMO_ARGS)
@@ -110,6 +110,14 @@ bench-composite: $(VENV)/.installed
 
 bench-mqtt: $(VENV)/.installed
 	$(SUDO) unshare --net sh -c 'ip link set lo up && exec $(BIN)/python -m bench.mqtt_latency $(BENCH_ARGS)'
+
+# An hour's call with commands, watching memory, threads, fds, tasks and lag (bench/soak.py).
+bench-soak: $(VENV)/.installed
+	$(SUDO) unshare --net sh -c 'ip link set lo up && exec $(BIN)/python -m bench.soak $(BENCH_ARGS)'
+
+# Faults one after another in one call, and how long each takes to heal (bench/faults.py).
+bench-faults: $(VENV)/.installed
+	$(SUDO) unshare --net sh -c 'ip link set lo up && exec $(BIN)/python -m bench.faults $(BENCH_ARGS)'
 
 # dist/vcalld_<version>_<ARCH>.deb, checked by lintian: ARCH is this machine's by default;
 # arm64 and armhf build in a test bed chroot under qemu-user (tools/deb.sh).

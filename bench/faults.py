@@ -1,0 +1,254 @@
+"""Faults a kiosk meets, one after another in one run, and how long each takes to heal.
+
+Two daemons in a call through the room server on loopback: `kiosk` (the one faulted) and
+`watcher`. After each fault the kiosk must be back in the call: the watcher receives its video
+again and the kiosk receives the watcher's. Recovery is the time from the fault's end to both.
+Faults that need a process of their own (SIGTERM, SIGKILL, a bad config on reload) are done to
+a `vcalld run` process; the in-process daemons take the network and server faults. The fault
+ends where the table says: a restart's end, the network's return, the new process's start.
+Run it with `make bench-faults` (a private network namespace with only loopback).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import signal
+import tempfile
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from bench.table import markdown_table
+from tests.helpers import eventually, received, running, vcalld_process, write_daemon_config
+from tests.lossy import Loss, impair
+from tests.mqtt import Mosquitto, TestClient
+from vcalld.config import VcalldConfig
+from vcalld.config.models import RoomServerConfig
+from vcalld.daemon import Daemon
+from vcalld.room.server import RoomServer
+
+RECOVERY_LIMIT_SECONDS = 30.0  # a fault not healed by then is reported as not recovered
+FLOW_WINDOW_SECONDS = 0.5
+VIDEO = {"width": 320, "height": 240, "fps": 15}
+MIN_FRAMES_IN_WINDOW = 3  # of 7.5 at 15 fps: video is flowing, not a frame or two late
+
+
+@dataclass
+class Row:
+    fault: str
+    lasted: str
+    recovered_seconds: float | None
+    notes: str
+
+    def cells(self) -> list[str]:
+        seconds = self.recovered_seconds
+        recovered = f"{seconds:.1f}" if seconds is not None else "not recovered"
+        return [self.fault, self.lasted, recovered, self.notes]
+
+
+async def flowing(daemon: Daemon, name: str) -> bool:
+    """`daemon` is receiving `name`'s video now, not just remembering some."""
+    before = received(daemon, name).get("video", {}).get("stamped_frames", 0)
+    await asyncio.sleep(FLOW_WINDOW_SECONDS)
+    after = received(daemon, name).get("video", {}).get("stamped_frames", 0)
+    return bool(after - before >= MIN_FRAMES_IN_WINDOW)
+
+
+async def seconds_until(
+    check: Callable[[], Awaitable[bool] | bool], since: float, window: float = FLOW_WINDOW_SECONDS
+) -> float | None:
+    """From `since` to the first time `check` holds, less the `window` it looks back over."""
+    try:
+        await eventually(check, RECOVERY_LIMIT_SECONDS, period=0.05)
+    except TimeoutError:
+        return None
+    return max(0.0, time.monotonic() - window - since)
+
+
+class Call:
+    """The kiosk and the watcher, both in this process, and what they share."""
+
+    def __init__(self, folder: Path, server: RoomServer, broker: Mosquitto) -> None:
+        self.folder, self.server, self.broker = folder, server, broker
+        self.kiosk: Daemon
+        self.watcher: Daemon
+
+    def config(self, device_id: str, **sections: dict[str, Any]) -> VcalldConfig:
+        document: dict[str, Any] = {
+            "device": {"id": device_id},
+            "call": {
+                "server_url": f"ws://127.0.0.1:{self.server.port}/ws",
+                "room": "faults",
+                "ice_host_addresses": ["127.0.0.1"],
+                "reconnect_max_seconds": 1.0,
+            },
+            "video": VIDEO,
+            "control": {"socket": str(self.folder / f"{device_id}.sock")},
+            **sections,
+        }
+        return VcalldConfig.model_validate(document)
+
+    async def both_ways(self, kiosk: str = "kiosk") -> bool:
+        ours, theirs = await asyncio.gather(
+            flowing(self.watcher, kiosk), flowing(self.kiosk, "watcher")
+        )
+        return ours and theirs
+
+    async def recovery(self, since: float) -> float | None:
+        return await seconds_until(self.both_ways, since)
+
+
+async def real_audio_percent(daemon: Daemon, name: str) -> float:
+    """Of the audio from `name` played since the last statistics: the share that was sent
+    audio (its own packet, a RED copy or FEC), not made up."""
+    stats = await daemon.call_stats()
+    (peer,) = [p for p in stats["participants"] if p["name"] == name]
+    shares = peer["audio_frames_percent"] or {}
+    return float(sum(shares.get(source, 0.0) for source in ("primary", "red", "fec")))
+
+
+async def room_server_restart(call: Call) -> Row:
+    port = call.server.port
+    await call.server.stop()
+    call.server = RoomServer(RoomServerConfig(port=port, anonymous=True))
+    await call.server.start()
+    return Row("room server restart", "restart", await call.recovery(time.monotonic()), "")
+
+
+async def network_cut(call: Call, seconds: float, rate: float, label: str) -> Row:
+    """Every packet of the kiosk's connection to the watcher dropped (or `rate` of them)."""
+    (pc,) = call.kiosk._backend.peer_connections().values()
+    loss = Loss(rate, seed=1)
+    await call.watcher.call_stats()  # its playout counts from here
+    impair(pc, loss, outbound=True)
+    await asyncio.sleep(seconds)
+    video = await flowing(call.watcher, "kiosk")
+    audio = await real_audio_percent(call.watcher, "kiosk")
+    loss.rate = 0.0
+    recovered = await call.recovery(time.monotonic())
+    replaced = pc not in call.kiosk._backend.peer_connections().values()
+    notes = f"at its end: video {'flowing' if video else 'stopped'}, "
+    notes += f"{audio:.0f} % of the audio played was sent audio (not concealment); "
+    notes += "connection replaced" if replaced else "same connection"
+    return Row(label, f"{seconds:.0f} s", recovered, notes)
+
+
+async def broker_restart(call: Call) -> Row:
+    """Commands sent while the kiosk is not yet back on the broker are kept for it in its
+    session and run once each when it is."""
+    await asyncio.to_thread(call.broker.stop)
+    await asyncio.to_thread(call.broker.start)
+    restarted = time.monotonic()
+    publisher = TestClient(call.broker.port)
+    await publisher.subscribe("faults/replies")
+    mutes = [True, False, True, False, True]
+    for number, mute in enumerate(mutes):
+        publisher.publish(
+            "vcalld/kiosk/command/set-mute",
+            json.dumps({"audio": mute}),
+            ResponseTopic="faults/replies",
+            CorrelationData=f"c{number}".encode(),
+        )
+    replies = [await publisher.next("faults/replies", RECOVERY_LIMIT_SECONDS) for _ in mutes]
+    await asyncio.sleep(1.0)  # a duplicate would have come by now
+    duplicates = publisher.pending("faults/replies")
+    publisher.close()
+    back = await seconds_until(_mqtt_connected(call.kiosk), restarted)
+    correlations = sorted(reply.correlation_data or b"" for reply in replies)
+    ran_once = (
+        correlations == [f"c{n}".encode() for n in range(len(mutes))]
+        and not duplicates
+        and all(reply.json()["ok"] for reply in replies)
+        and call.kiosk.state.current.audio_muted is mutes[-1]
+    )
+    notes = f"{len(mutes)} QoS 1 commands sent before it was back: "
+    notes += "each run once" if ran_once else f"{correlations}, {duplicates} more"
+    return Row("MQTT broker restart", "restart", back, notes)
+
+
+def _mqtt_connected(daemon: Daemon) -> Callable[[], Awaitable[bool]]:
+    async def connected() -> bool:
+        await asyncio.sleep(FLOW_WINDOW_SECONDS)
+        return daemon.state.current.mqtt == "connected"
+
+    return connected
+
+
+@asynccontextmanager
+async def kiosk_process(call: Call, name: str) -> AsyncIterator[asyncio.subprocess.Process]:
+    extra = "[video]\nwidth = 320\nheight = 240\nfps = 15\n"
+    config, _ = write_daemon_config(call.folder, name, call.server.port, "faults", extra=extra)
+    async with vcalld_process(config) as process:
+        yield process
+
+
+async def process_faults(call: Call) -> list[Row]:
+    rows = []
+    async with kiosk_process(call, "proc") as process:
+        await eventually(lambda: flowing(call.watcher, "proc"), RECOVERY_LIMIT_SECONDS)
+        process.send_signal(signal.SIGTERM)
+        sent = time.monotonic()
+        gone = await seconds_until(lambda: _left(call.watcher, "proc"), sent, window=0)
+        await process.wait()
+        rows.append(Row("SIGTERM mid-call", "-", gone, "the watcher sees it leave"))
+    async with kiosk_process(call, "proc") as process:
+        await eventually(lambda: flowing(call.watcher, "proc"), RECOVERY_LIMIT_SECONDS)
+        process.kill()
+        await process.wait()
+    # systemd's RestartSec (2 s) not counted: from the new process's start.
+    started = time.monotonic()
+    async with kiosk_process(call, "proc"):
+        back = await seconds_until(lambda: flowing(call.watcher, "proc"), started)
+        rows.append(Row("SIGKILL, then restarted", "-", back, "from the new process's start"))
+    return rows
+
+
+def _left(daemon: Daemon, name: str) -> bool:
+    return all(p.name != name for p in daemon.state.current.participants)
+
+
+async def run(loss_seconds: float) -> list[Row]:
+    with tempfile.TemporaryDirectory(prefix="vcalld-faults-") as scratch:
+        folder = Path(scratch)
+        broker = Mosquitto(folder)
+        await asyncio.to_thread(broker.start)
+        server = RoomServer(RoomServerConfig(port=0, anonymous=True))
+        await server.start()
+        call = Call(folder, server, broker)
+        mqtt = {"enabled": True, "port": broker.port, "keepalive_seconds": 5}
+        try:
+            async with AsyncExitStack() as stack:
+                call.kiosk = await stack.enter_async_context(
+                    running(call.config("kiosk", mqtt=mqtt))
+                )
+                call.watcher = await stack.enter_async_context(running(call.config("watcher")))
+                await eventually(call.both_ways, RECOVERY_LIMIT_SECONDS)
+                rows = [
+                    await room_server_restart(call),
+                    await network_cut(call, 10.0, 1.0, "network cut"),
+                    await network_cut(call, loss_seconds, 0.7, "70 % packet loss"),
+                    await broker_restart(call),
+                    *await process_faults(call),
+                ]
+        finally:
+            await call.server.stop()
+            await asyncio.to_thread(broker.stop)
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--loss-seconds", type=float, default=60.0)
+    args = parser.parse_args()
+    rows = asyncio.run(run(args.loss_seconds))
+    header = ["fault", "lasted", "back in the call after (s)", "notes"]
+    print(markdown_table(header, [row.cells() for row in rows]))
+
+
+if __name__ == "__main__":
+    main()
