@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import json
 import signal
 import tempfile
@@ -25,6 +26,7 @@ from typing import Any
 
 from bench.table import markdown_table
 from tests.helpers import eventually, received, running, vcalld_process, write_daemon_config
+from tests.janus import Janus, janus_call
 from tests.lossy import Loss, impair
 from tests.mqtt import Mosquitto, TestClient
 from vcalld.config import VcalldConfig
@@ -78,29 +80,56 @@ class Call:
         self.kiosk: Daemon
         self.watcher: Daemon
 
-    def config(self, device_id: str, **sections: dict[str, Any]) -> VcalldConfig:
+    def config(
+        self, device_id: str, call: dict[str, Any] | None = None, **sections: dict[str, Any]
+    ) -> VcalldConfig:
+        """Through the room server unless `call` says otherwise."""
+        mesh = {
+            "server_url": f"ws://127.0.0.1:{self.server.port}/ws",
+            "room": "faults",
+            "ice_host_addresses": ["127.0.0.1"],
+        }
         document: dict[str, Any] = {
             "device": {"id": device_id},
-            "call": {
-                "server_url": f"ws://127.0.0.1:{self.server.port}/ws",
-                "room": "faults",
-                "ice_host_addresses": ["127.0.0.1"],
-                "reconnect_max_seconds": 1.0,
-            },
+            "call": {**(call or mesh), "reconnect_max_seconds": 1.0},
             "video": VIDEO,
             "control": {"socket": str(self.folder / f"{device_id}.sock")},
             **sections,
         }
         return VcalldConfig.model_validate(document)
 
-    async def both_ways(self, kiosk: str = "kiosk") -> bool:
-        ours, theirs = await asyncio.gather(
-            flowing(self.watcher, kiosk), flowing(self.kiosk, "watcher")
-        )
-        return ours and theirs
+    async def both_ways(self) -> bool:
+        return await flowing_both_ways(self.kiosk, self.watcher)
 
     async def recovery(self, since: float) -> float | None:
         return await seconds_until(self.both_ways, since)
+
+
+async def flowing_both_ways(kiosk: Daemon, watcher: Daemon) -> bool:
+    ours, theirs = await asyncio.gather(
+        flowing(watcher, kiosk.config.device.id), flowing(kiosk, watcher.config.device.id)
+    )
+    return ours and theirs
+
+
+async def janus_restart(call: Call) -> Row:
+    """A kiosk and a watcher of their own in a Janus room that the first back re-creates."""
+    janus = Janus(call.folder)
+    await asyncio.to_thread(janus.start)
+    try:
+        through_janus = janus_call("4321")
+        async with (
+            running(call.config("j-kiosk", call=through_janus)) as kiosk,
+            running(call.config("j-watcher", call=through_janus)) as watcher,
+        ):
+            both = functools.partial(flowing_both_ways, kiosk, watcher)
+            await eventually(both, RECOVERY_LIMIT_SECONDS)
+            await asyncio.to_thread(janus.stop)
+            await asyncio.to_thread(janus.start)
+            back = await seconds_until(both, time.monotonic())
+    finally:
+        await asyncio.to_thread(janus.stop)
+    return Row("Janus restart", "restart", back, "the room made again by the first back")
 
 
 async def real_audio_percent(daemon: Daemon, name: str) -> float:
@@ -234,6 +263,7 @@ async def run(loss_seconds: float) -> list[Row]:
                     await network_cut(call, loss_seconds, 0.7, "70 % packet loss"),
                     await broker_restart(call),
                     *await process_faults(call),
+                    await janus_restart(call),
                 ]
         finally:
             await call.server.stop()

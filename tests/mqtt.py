@@ -40,7 +40,7 @@ class Mosquitto:
     """Debian's broker, loopback only, with persistence so sessions survive a restart.
 
     `tls` (CA, certificate, key) makes the listener TLS-only and requires client certificates;
-    `passwords` (user: password) turns anonymous access off."""
+    `passwords` (user: password) turns anonymous access off; `acl_file` confines each user."""
 
     def __init__(
         self,
@@ -48,6 +48,7 @@ class Mosquitto:
         tls: tuple[Path, Path, Path] | None = None,
         passwords: dict[str, str] | None = None,
         tcp_nodelay: bool = True,
+        acl_file: Path | None = None,
     ) -> None:
         self.folder = folder
         self.port = free_port()
@@ -77,6 +78,8 @@ class Mosquitto:
             password_file.write_text("".join(f"{u}:{p}\n" for u, p in passwords.items()))
             subprocess.run([MOSQUITTO_PASSWD, "-U", str(password_file)], check=True)
             lines.append(f"password_file {password_file}")
+        if acl_file is not None:
+            lines.append(f"acl_file {acl_file}")
         self.config.write_text("\n".join(lines) + "\n")
         self._process: subprocess.Popen[bytes] | None = None
 

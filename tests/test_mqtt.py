@@ -344,6 +344,48 @@ async def test_tls_with_client_certificate_and_password(
         await asyncio.to_thread(broker.stop)
 
 
+EXAMPLE_ACL = Path(__file__).parent.parent / "config" / "mosquitto" / "vcalld.acl"
+
+
+async def test_the_example_acl_confines_each_device_to_its_own_topics(
+    tmp_path: Path, daemon_config: Callable[..., VcalldConfig]
+) -> None:
+    """Through the shipped ACL: the fleet commands the kiosk and reads its state; another
+    device can do neither, though it is on the same broker."""
+    passwords = {"kiosk": "k-pass", "other": "o-pass", "fleet": "f-pass"}
+    broker = Mosquitto(tmp_path, passwords=passwords, acl_file=EXAMPLE_ACL)
+    await asyncio.to_thread(broker.start)
+    (tmp_path / "password").write_text("k-pass\n")
+    mqtt = mqtt_section(broker, username="kiosk", password_file=str(tmp_path / "password"))
+    fleet = TestClient(broker.port, credentials=("fleet", "f-pass"))
+    other = TestClient(broker.port, credentials=("other", "o-pass"))
+    replies = "vcalld/_replies/fleet"
+    try:
+        async with running(daemon_config(None, "kiosk", mqtt=mqtt)) as kiosk:
+            await eventually(lambda: kiosk.state.current.mqtt == "connected", 10)
+            await other.subscribe(f"{DEVICE}/state")
+            await other.subscribe(f"{DEVICE}/event")
+            other.publish(f"{DEVICE}/command/set-mute", '{"audio": true}')
+            await fleet.subscribe(f"{DEVICE}/state")
+            await fleet.subscribe(replies)
+            assert (await fleet.next(f"{DEVICE}/state")).json()["device_id"] == "kiosk"
+            fleet.publish(
+                f"{DEVICE}/command/set-mute",
+                '{"video": true}',
+                ResponseTopic=replies,
+                CorrelationData=b"1",
+            )
+            reply = (await fleet.next(replies)).json()
+            assert reply["ok"] and reply["state"]["video_muted"] is True, reply
+            await asyncio.sleep(1.0)  # the other device's command would have run by now
+            assert kiosk.state.current.audio_muted is False
+            assert other.pending(f"{DEVICE}/state") == other.pending(f"{DEVICE}/event") == 0
+    finally:
+        fleet.close()
+        other.close()
+        await asyncio.to_thread(broker.stop)
+
+
 async def test_falls_back_to_mqtt311_when_the_broker_refuses_mqtt5(
     mosquitto: Mosquitto, daemon_config: Callable[..., VcalldConfig]
 ) -> None:
