@@ -2,9 +2,10 @@
 
 Two daemons in one process (`kiosk` and `watcher`) call each other through the room server on
 loopback, with test pattern and tone. Every `--command-seconds` the kiosk is sent a round of
-commands (mute and unmute, voice-only and back, which renegotiates, and get-state). Every
-`--sample-seconds` the process's memory, threads, file descriptors and asyncio tasks are
-sampled with how late the watcher sees the kiosk's video and hears its audio:
+commands: mute and unmute, get-state (not voice-only and back, which restarts the pattern's
+frame counter that the video lag is read from). Every `--sample-seconds` the process's memory,
+threads, file descriptors and asyncio tasks are sampled with how late the watcher sees the
+kiosk's video and hears its audio:
 
 - video lag: the test pattern's frame counter runs on the wall clock, so how far the counter
   the watcher last decoded trails the clock (less a constant: the first sample's) is how much
@@ -32,7 +33,7 @@ import psutil
 
 from bench.table import markdown_table
 from tests.helpers import eventually, received, running
-from vcalld.commands import GetStateCommand, SetMuteCommand, SetVideoCommand
+from vcalld.commands import GetStateCommand, SetMuteCommand
 from vcalld.config import VcalldConfig
 from vcalld.config.models import RoomServerConfig
 from vcalld.daemon import Daemon
@@ -90,8 +91,6 @@ async def command_round(kiosk: Daemon) -> None:
     for command in (
         SetMuteCommand(audio=True, video=True),
         SetMuteCommand(audio=False, video=False),
-        SetVideoCommand(enabled=False),
-        SetVideoCommand(enabled=True),
         GetStateCommand(),
     ):
         result = await kiosk.execute(command)

@@ -21,10 +21,11 @@ from hypothesis import strategies as st
 from tests.mqtt import BlockingRequester, Mosquitto, vcalld_on_broker
 from vcalld.errors import VcalldError
 
-# Round trips: 4,000 in the default run (CI's budget), any number with VCALLD_FUZZ_EXAMPLES
-# (`VCALLD_FUZZ_EXAMPLES=100000 make pytest PYTEST_ARGS=tests/test_mqtt_fuzz.py`).
+# Round trips: 4,000 in the default run (CI's budget), any number with FUZZ_MQTT_COMMANDS
+# (`FUZZ_MQTT_COMMANDS=100000 make pytest PYTEST_ARGS=tests/test_mqtt_fuzz.py`). Not a VCALLD_
+# name: the daemon under test would take that for a config override and refuse to start.
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(0)]  # 0: as long as the count takes
-EXAMPLES = int(os.environ.get("VCALLD_FUZZ_EXAMPLES", "4000"))
+EXAMPLES = int(os.environ.get("FUZZ_MQTT_COMMANDS", "4000"))
 DEVICE = "vcalld/fuzzed"
 REPLY_TOPIC = "fuzz/replies"
 # Every refusal the daemon documents (a command this device cannot carry out, say

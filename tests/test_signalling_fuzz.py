@@ -34,8 +34,8 @@ REPLY_SECONDS = 5.0
 SEED = 20261124
 ERROR_CODES = {"invalid-json", "invalid-message", "unknown-participant", "already-joined"}
 # Messages in the long fuzz (8 s on the host for 100,000), any number with
-# VCALLD_SIGNALLING_FUZZ_MESSAGES.
-LONG_FUZZ_MESSAGES = int(os.environ.get("VCALLD_SIGNALLING_FUZZ_MESSAGES", "100000"))
+# FUZZ_SIGNALLING_MESSAGES.
+LONG_FUZZ_MESSAGES = int(os.environ.get("FUZZ_SIGNALLING_MESSAGES", "100000"))
 BATCH = 500
 
 
