@@ -199,7 +199,8 @@ async def broker_restart(call: Call) -> Row:
         and all(reply.json()["ok"] for reply in replies)
         and call.kiosk.state.current.audio_muted is mutes[-1]
     )
-    notes = f"time to be back on the broker (the call goes on); {len(mutes)} QoS 1 commands sent before it was back: "
+    notes = "time to be back on the broker (the call goes on); "
+    notes += f"{len(mutes)} QoS 1 commands sent before it was back: "
     notes += "each run once" if ran_once else f"{correlations}, {duplicates} more"
     return Row("MQTT broker restart", "restart", back, notes)
 
