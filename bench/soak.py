@@ -32,15 +32,15 @@ from typing import Any
 import psutil
 
 from bench.table import markdown_table
-from tests.helpers import eventually, received, running
+from tests.helpers import eventually, loopback_config, received, running
 from vcalld.commands import GetStateCommand, SetMuteCommand
-from vcalld.config import VcalldConfig
 from vcalld.config.models import RoomServerConfig
 from vcalld.daemon import Daemon
 from vcalld.room.server import RoomServer
 
 FPS = 15
 STAMP_MODULUS = 1 << 16  # the pattern's counter is 16 bits
+VIDEO = {"width": 320, "height": 240, "fps": FPS}
 
 
 @dataclass
@@ -70,21 +70,6 @@ class VideoLag:
         if self._origin is None:
             self._origin = behind
         return 1000 * (behind - self._origin) / FPS
-
-
-def device(folder: Path, port: int, name: str) -> VcalldConfig:
-    return VcalldConfig.model_validate(
-        {
-            "device": {"id": name},
-            "call": {
-                "server_url": f"ws://127.0.0.1:{port}/ws",
-                "room": "soak",
-                "ice_host_addresses": ["127.0.0.1"],
-            },
-            "video": {"width": 320, "height": 240, "fps": FPS},
-            "control": {"socket": str(folder / f"{name}.sock")},
-        }
-    )
 
 
 async def command_round(kiosk: Daemon) -> None:
@@ -124,10 +109,14 @@ async def soak(minutes: float, sample_seconds: float, command_seconds: float) ->
         try:
             async with AsyncExitStack() as stack:
                 kiosk = await stack.enter_async_context(
-                    running(device(Path(scratch), server.port, "kiosk"))
+                    running(
+                        loopback_config("kiosk", Path(scratch), server.port, "soak", video=VIDEO)
+                    )
                 )
                 watcher = await stack.enter_async_context(
-                    running(device(Path(scratch), server.port, "watcher"))
+                    running(
+                        loopback_config("watcher", Path(scratch), server.port, "soak", video=VIDEO)
+                    )
                 )
                 await eventually(lambda: received(watcher, "kiosk").get("video"), 30)
                 started = time.monotonic()

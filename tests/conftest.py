@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from tests.helpers import loopback_config
 from tests.janus import Janus, janus_call
 from tests.mqtt import Mosquitto
 from tests.soundcard import PipeSoundCard
@@ -52,21 +53,9 @@ def daemon_config(tmp_path: Path, room_secret_file: Path) -> Callable[..., Vcall
     def make(server: RoomServer | None, device_id: str, **sections: dict[str, Any]) -> VcalldConfig:
         """A device config on loopback; with no room server it does not join at start."""
         port = server.port if server is not None else 9
-        document: dict[str, Any] = {
-            "device": {"id": device_id},
-            "call": {
-                "server_url": f"ws://127.0.0.1:{port}/ws",
-                "auto_join": server is not None,
-                "room": "test",
-                "ice_host_addresses": ["127.0.0.1"],
-                "reconnect_max_seconds": 1.0,
-                "room_secret_file": str(room_secret_file),
-            },
-            "control": {"socket": str(tmp_path / f"{device_id}.sock")},
-        }
-        for name, values in sections.items():
-            document.setdefault(name, {}).update(values)
-        return VcalldConfig.model_validate(document)
+        call = {"auto_join": server is not None, "room_secret_file": str(room_secret_file)}
+        sections["call"] = call | sections.get("call", {})
+        return loopback_config(device_id, tmp_path, port, "test", **sections)
 
     return make
 

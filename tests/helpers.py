@@ -9,8 +9,8 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +25,38 @@ from vcalld.events import state_events
 from vcalld.media.sources.base import VideoSource
 from vcalld.service import serve
 from vcalld.state import DeviceState
+
+
+@contextmanager
+def tiny_disk(folder: Path) -> Iterator[Path]:
+    """A 64 KiB tmpfs mounted on `folder` (made here): a disk that fills within seconds of
+    recording. Needs root, in a mount namespace of the test's own."""
+    folder.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(folder)], check=True)
+    try:
+        yield folder
+    finally:
+        subprocess.run(["umount", str(folder)], check=True)
+
+
+def loopback_config(
+    device_id: str, folder: Path, port: int, room: str, **sections: dict[str, Any]
+) -> VcalldConfig:
+    """A device on loopback that meets others through the room server on `port`, its control
+    socket in `folder`; each of `sections` is laid over these defaults (`call` too)."""
+    document: dict[str, Any] = {
+        "device": {"id": device_id},
+        "call": {
+            "server_url": f"ws://127.0.0.1:{port}/ws",
+            "room": room,
+            "ice_host_addresses": ["127.0.0.1"],
+            "reconnect_max_seconds": 1.0,
+        },
+        "control": {"socket": str(folder / f"{device_id}.sock")},
+    }
+    for name, values in sections.items():
+        document.setdefault(name, {}).update(values)
+    return VcalldConfig.model_validate(document)
 
 
 @asynccontextmanager

@@ -6,10 +6,12 @@ from __future__ import annotations
 
 import asyncio
 import os
+import signal
 import subprocess
+import sys
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
-from contextlib import asynccontextmanager
+from contextlib import ExitStack, asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +26,7 @@ from vcalld.commands import SetMuteCommand
 from vcalld.config import VcalldConfig
 from vcalld.media.display.compositor import PLACEHOLDER_GREY
 from vcalld.media.display.layout import GAP, Rect, grid, letterbox, self_view
+from vcalld.media.display.screen_client import QUIT_SECONDS, SHOW_SECONDS
 from vcalld.media.display.screen_thread import Screenshot
 from vcalld.media.display.tiles import Tiles
 from vcalld.media.layout import picture_plane
@@ -81,11 +84,14 @@ def colour_near(pixel: np.ndarray, rgb: tuple[int, int, int], tolerance: int = 1
 
 
 @asynccontextmanager
-async def screen(**display: Any) -> AsyncIterator[DisplayRenderer]:
+async def screen(
+    problems: list[str | None] | None = None, **display: Any
+) -> AsyncIterator[DisplayRenderer]:
+    """The display renderer, running; `problems` hears what it reports."""
     settings = {"renderer": "display", "driver": "offscreen", "width": WIDTH, "height": HEIGHT}
     config = VcalldConfig.model_validate({"display": {**settings, **display}})
     renderer = DisplayRenderer(config)
-    problems: list[str | None] = []
+    problems = [] if problems is None else problems
     task = asyncio.create_task(renderer.run(problems.append))
     try:
         await eventually(lambda: problems == [None], within=5)
@@ -283,6 +289,93 @@ async def test_under_x11_the_screen_fills_the_display_with_every_tile(
         x, y = tile.centre
         assert colour_near(pixels[y, x], COLOURS[index]), (index, pixels[y, x])
         assert label_is_written(pixels, tile), index
+
+
+async def test_a_lost_x_server_is_reported_and_the_screen_comes_back_with_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Xlib ends the process whose X server goes away: that must be the screen's process, not
+    the daemon (this one, here). The daemon says the display is lost, then shows the call
+    again on the X server that takes the old one's place."""
+    problems: list[str | None] = []
+
+    def tiles_shown(pixels: np.ndarray, tiles: list[Rect]) -> bool:
+        return all(
+            colour_near(pixels[tile.centre[1], tile.centre[0]], COLOURS[index])
+            for index, tile in enumerate(tiles)
+        )
+
+    with ExitStack() as first_server:
+        display = first_server.enter_context(x_server(WIDTH, HEIGHT))
+        monkeypatch.setenv("DISPLAY", display)
+        async with (
+            screen(problems, driver="x11", width=0, height=0) as renderer,
+            feeding(renderer, 2),
+        ):
+            before = await renderer.screenshot()
+
+            async def drawn() -> bool:
+                shot = await renderer.screenshot()
+                return tiles_shown(shot.pixels, shot.tiles)
+
+            await eventually(drawn, within=5)
+            first_server.close()  # the X server ends (as when it crashes or restarts)
+            await eventually(lambda: "display lost" in str(problems[-1]), within=10)
+            with x_server(WIDTH, HEIGHT, display):
+                await eventually(lambda: problems[-1] is None, within=15)
+                await asyncio.sleep(0.5)  # presented, and composited by the X server
+                pixels = await asyncio.to_thread(grab_x_screen, display)
+                assert tiles_shown(pixels, before.tiles)
+    assert str(problems[1]).startswith("display lost: the display's process ended"), problems
+
+
+async def test_a_display_that_stops_answering_is_lost_and_opened_again() -> None:
+    """A driver stuck in a present (here: the screen process stopped) must not stop the
+    daemon's screen for good: after SHOW_SECONDS it is killed and the display opened anew."""
+    problems: list[str | None] = []
+    async with screen(problems) as renderer, feeding(renderer, 1):
+        stuck = renderer.screen_pid
+        assert stuck is not None
+        os.kill(stuck, signal.SIGSTOP)
+        await eventually(lambda: len(problems) == 3, within=SHOW_SECONDS + QUIT_SECONDS + 10)
+        silent = f"the display has not shown a screen for {SHOW_SECONDS:.0f} s"
+        assert problems[1:] == [f"display lost: {silent}", None]
+        assert renderer.screen_pid not in (None, stuck)
+        assert not _alive(stuck)  # killed
+        shot = await renderer.screenshot()
+        centre = shot.tiles[0].centre
+        assert colour_near(shot.pixels[centre[1], centre[0]], COLOURS[0])
+
+
+def test_the_screen_process_ends_with_the_daemon(tmp_path: Path) -> None:
+    """A daemon killed outright leaves no screen process behind on the display."""
+    script = (
+        "import os, sys, threading\n"
+        "from vcalld.config.models import DisplayConfig\n"
+        "from vcalld.media.display.screen_client import ScreenProcess\n"
+        "process = ScreenProcess(DisplayConfig(driver='offscreen', width=64, height=64),"
+        " threading.Event())\n"
+        "print(process.pid, flush=True)\n"
+        "os._exit(9)\n"
+    )
+    daemon = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=30, check=False
+    )
+    assert daemon.returncode == 9, daemon.stderr
+    orphan = int(daemon.stdout)
+    deadline = time.monotonic() + 5
+    while _alive(orphan):
+        assert time.monotonic() < deadline, "the screen process outlived the daemon"
+        time.sleep(0.05)
+
+
+def _alive(pid: int) -> bool:
+    """Running, not ended (a zombie not yet reaped by whoever inherited it has ended)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except FileNotFoundError:
+        return False
+    return state != "Z"
 
 
 @pytest.fixture

@@ -4,7 +4,6 @@ pattern, the tone and the length of the call."""
 from __future__ import annotations
 
 import asyncio
-import subprocess
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -13,7 +12,7 @@ import av
 import numpy as np
 import pytest
 
-from tests.helpers import eventually, received, running, video_ok
+from tests.helpers import eventually, received, running, tiny_disk, video_ok
 from vcalld.commands import LeaveCommand, StartRecordingCommand, StopRecordingCommand
 from vcalld.config import VcalldConfig
 from vcalld.media.display.layout import grid, letterbox
@@ -121,16 +120,10 @@ async def test_recording_starts_and_stops_by_command_and_only_where_allowed(
 
 @pytest.fixture
 def small_disk(tmp_path: Path) -> Iterator[Path]:
-    """A 64 KiB tmpfs: a disk that fills within seconds of recording. `make pytest` runs the
-    tests in a mount namespace of their own (`unshare --mount`), so the host never sees it;
-    run by hand as root, it lives as long as the test."""
-    folder = tmp_path / "small-disk"
-    folder.mkdir()
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(folder)], check=True)
-    try:
+    """`make pytest` runs the tests in a mount namespace of their own (`unshare --mount`), so
+    the host never sees it; run by hand as root, it lives as long as the test."""
+    with tiny_disk(tmp_path / "small-disk") as folder:
         yield folder
-    finally:
-        subprocess.run(["umount", str(folder)], check=True)
 
 
 @pytest.mark.parametrize("mode", ["participants", "composite"])

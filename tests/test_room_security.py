@@ -26,6 +26,7 @@ from vcalld.config import EX_CONFIG, VcalldConfig
 from vcalld.config.models import RoomServerConfig
 from vcalld.daemon import Daemon
 from vcalld.room import tokens
+from vcalld.room.rate import RateLimit
 from vcalld.room.server import RoomServer, UnguardedError
 from vcalld.state import CallState
 
@@ -168,6 +169,16 @@ async def test_a_connection_over_its_rate_is_answered_and_kept() -> None:
         assert {reply["code"] for reply in replies} == {"rate-limited"}, replies
         await asyncio.sleep(1.0)  # five messages' worth again
         assert (await join(ws, "hall", None))["type"] == "joined"
+
+
+def test_the_rate_limit_allows_its_burst_then_its_rate() -> None:
+    now = [0.0]
+    limit = RateLimit(per_second=5, burst=10, clock=lambda: now[0])
+    assert [limit.allow() for _ in range(11)] == [True] * 10 + [False]
+    now[0] += 0.5  # two and a half messages' worth
+    assert [limit.allow() for _ in range(3)] == [True, True, False]
+    now[0] += 60  # a long silence refills the burst, not more
+    assert sum(limit.allow() for _ in range(20)) == 10
 
 
 async def test_daemons_meet_over_wss_with_their_own_tokens(

@@ -14,10 +14,13 @@ SHOW_PATTERN = Path(__file__).parent / "show_pattern.py"
 
 
 @contextmanager
-def x_server(width: int, height: int) -> Iterator[str]:
-    """Xvfb of `width` x `height` on a display number nobody uses, reachable only through its
-    Unix socket; yields the display name."""
-    number = next(n for n in range(90, 200) if not Path(f"/tmp/.X11-unix/X{n}").exists())
+def x_server(width: int, height: int, display: str | None = None) -> Iterator[str]:
+    """Xvfb of `width` x `height` on `display` or a display number nobody uses, reachable only
+    through its Unix socket; yields the display name."""
+    if display is None:
+        number = next(n for n in range(90, 200) if not Path(f"/tmp/.X11-unix/X{n}").exists())
+    else:
+        number = int(display.removeprefix(":"))
     server = subprocess.Popen(
         ["Xvfb", f":{number}", "-screen", "0", f"{width}x{height}x24", "-nolisten", "tcp"],
         stdout=subprocess.DEVNULL,

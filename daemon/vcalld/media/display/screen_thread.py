@@ -1,5 +1,6 @@
-"""The display's own thread: it keeps the screen open (reopening a lost one) and draws a new
-screen when a picture or the call changed, at most once per refresh of the display."""
+"""The display's own thread: it keeps a screen process running (starting a new one when the
+display is lost) and sends it a new screen when a picture or the call changed, at most once per
+refresh of the display."""
 
 from __future__ import annotations
 
@@ -15,9 +16,9 @@ import numpy as np
 
 from vcalld.config.models import DisplayConfig
 from vcalld.media.device_thread import DeviceThread
-from vcalld.media.display.compositor import compose
 from vcalld.media.display.layout import Rect
-from vcalld.media.display.sdl import DisplayError, SdlScreen
+from vcalld.media.display.screen_client import ScreenProcess
+from vcalld.media.display.sdl import DisplayError
 from vcalld.media.display.tiles import Tiles
 from vcalld.media.sources.base import ReportProblem
 
@@ -33,7 +34,7 @@ class Screenshot:
     tiles: list[Rect]  # where each remote participant's tile is, before rotation
 
 
-class ScreenThread(DeviceThread[SdlScreen]):
+class ScreenThread(DeviceThread[ScreenProcess]):
     role = "display"
     unavailable_errors = (DisplayError,)
     lost_errors = (DisplayError,)
@@ -47,6 +48,7 @@ class ScreenThread(DeviceThread[SdlScreen]):
         self._idle_text = idle
         self._screenshots: queue.SimpleQueue[Future[Screenshot]] = queue.SimpleQueue()
         self.shown = 0  # screens drawn
+        self.pid: int | None = None  # the screen process's, while the display is open
 
     def screenshot(self) -> Future[Screenshot]:
         """Any thread: the next screen drawn, as shown."""
@@ -55,54 +57,53 @@ class ScreenThread(DeviceThread[SdlScreen]):
         self._tiles.changed.set()
         return future
 
-    def _open(self) -> SdlScreen:
-        screen = SdlScreen(
-            self._config.driver, self._config.width, self._config.height, self._config.rotation
-        )
-        try:
-            screen.open()
-        except DisplayError:
-            screen.close()
-            raise
-        width, height = screen.output
+    def _open(self) -> ScreenProcess:
+        process = ScreenProcess(self._config, self._stopping)
+        opened = process.opened
+        width, height = opened.output
         log.info(
             "display: %dx%d at %s Hz, %s renderer%s, turned %d°",
             width,
             height,
-            screen.refresh_hz or "unknown",
-            screen.renderer_name,
-            " with vsync" if screen.vsync else "",
+            opened.refresh_hz or "unknown",
+            opened.renderer_name,
+            " with vsync" if opened.vsync else "",
             self._config.rotation,
         )
-        return screen
+        self.pid = process.pid
+        return process
 
-    def _close(self, screen: SdlScreen) -> None:
-        screen.close()
+    def _close(self, process: ScreenProcess) -> None:
+        self.pid = None
+        process.close()
 
-    def _stream(self, screen: SdlScreen, stopping: threading.Event) -> None:
-        period = 1 / (screen.refresh_hz or FALLBACK_REFRESH_HZ)
-        shown_keys: set[str] = set()
+    def _stream(self, process: ScreenProcess, stopping: threading.Event) -> None:
+        period = 1 / (process.opened.refresh_hz or FALLBACK_REFRESH_HZ)
         next_at = time.monotonic()
         while not stopping.is_set():
             self._tiles.changed.wait(REDRAW_SECONDS)
             self._tiles.changed.clear()
             waiting = self._take_screenshots()  # answered with a screen composed after asking
             remote, own = self._tiles.views()
-            keys = {view.key for view in remote} | ({own.key} if own else set())
-            for gone in shown_keys - keys:
-                screen.forget(gone)
-            shown_keys = keys
-            tiles = compose(screen, remote, own, self._idle_text())
-            pixels = screen.present(capture=bool(waiting))
+            scene = process.sender.scene(remote, own, self._idle_text(), capture=bool(waiting))
+            try:
+                shown = process.show(scene)
+            except DisplayError:
+                self._put_back(waiting)
+                raise
             for future in waiting:
-                assert pixels is not None
-                future.set_result(Screenshot(pixels, tiles))
+                assert shown.pixels is not None
+                future.set_result(Screenshot(shown.pixels, shown.tiles))
             self.shown += 1
-            screen.pump()
             # Paced here even with vsync: some renderers say they wait for the refresh and do
             # not. After a present that did wait, this waits about nothing.
             next_at = max(next_at + period, time.monotonic())
             stopping.wait(max(0.0, next_at - time.monotonic()))
+
+    def _put_back(self, waiting: list[Future[Screenshot]]) -> None:
+        """Screenshots asked for while the display was lost wait for the next one."""
+        for future in waiting:
+            self._screenshots.put(future)
 
     def _take_screenshots(self) -> list[Future[Screenshot]]:
         taken = []

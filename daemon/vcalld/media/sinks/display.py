@@ -78,5 +78,10 @@ class DisplayRenderer(StatsRenderer):
         )
 
     @property
+    def screen_pid(self) -> int | None:
+        """The screen process's, while the display is open (its CPU is the display's)."""
+        return self._thread.pid if self._thread is not None else None
+
+    @property
     def screens_shown(self) -> int:
         return self._thread.shown if self._thread is not None else 0

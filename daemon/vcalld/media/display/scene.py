@@ -1,0 +1,123 @@
+"""What the daemon and its screen process say to each other, one message per screen: the
+tiles to draw (a picture only when it is new to that process) and, back, where they went."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from av import VideoFrame
+
+from vcalld.media.display.layout import Rect
+from vcalld.media.display.tiles import TileView
+
+
+@dataclass(frozen=True)
+class Picture:
+    """A picture as yuv420p planes in one array, the form that crosses the pipe in one copy."""
+
+    planes: np.ndarray  # height * 3/2 rows of width bytes
+
+    @classmethod
+    def of(cls, frame: VideoFrame) -> Picture:
+        if frame.format.name != "yuv420p":
+            frame = frame.reformat(format="yuv420p")
+        return cls(frame.to_ndarray())
+
+    def frame(self) -> VideoFrame:
+        return VideoFrame.from_ndarray(self.planes, format="yuv420p")
+
+
+@dataclass(frozen=True)
+class SceneTile:
+    """A `TileView` without its frame: `picture` is sent once per new one, `has_picture` says
+    whether the tile shows the last one sent."""
+
+    key: str
+    name: str
+    sequence: int
+    has_picture: bool
+    picture: Picture | None
+    placeholder: str | None
+    muted: bool
+
+
+@dataclass(frozen=True)
+class Scene:
+    remote: list[SceneTile]
+    own: SceneTile | None
+    idle: str
+    capture: bool  # answer with the screen as shown
+
+
+@dataclass(frozen=True)
+class Opened:
+    """The screen process is drawing on this display."""
+
+    output: tuple[int, int]
+    refresh_hz: int
+    vsync: bool
+    renderer_name: str
+
+
+@dataclass(frozen=True)
+class Failed:
+    """The display cannot be opened, or was lost; the screen process ends after saying so."""
+
+    reason: str
+
+
+@dataclass(frozen=True)
+class Shown:
+    tiles: list[Rect]  # where each remote tile went, before rotation
+    pixels: np.ndarray | None  # with `Scene.capture`: height x width x RGB
+
+
+class SceneSender:
+    """The daemon's side: turns views into scene tiles, each picture sent only once."""
+
+    def __init__(self) -> None:
+        self._sent: dict[str, int] = {}  # key: sequence of the picture the process holds
+
+    def tile(self, view: TileView) -> SceneTile:
+        picture = None
+        if view.frame is not None and self._sent.get(view.key) != view.sequence:
+            picture = Picture.of(view.frame)
+            self._sent[view.key] = view.sequence
+        return SceneTile(
+            view.key, view.name, view.sequence, view.frame is not None, picture,
+            view.placeholder, view.muted,
+        )  # fmt: skip
+
+    def scene(
+        self, remote: list[TileView], own: TileView | None, idle: str, capture: bool
+    ) -> Scene:
+        keys = {view.key for view in remote} | ({own.key} if own else set())
+        for gone in self._sent.keys() - keys:
+            del self._sent[gone]
+        return Scene(
+            [self.tile(view) for view in remote], self.tile(own) if own else None, idle, capture
+        )
+
+
+class SceneReceiver:
+    """The screen process's side: scene tiles back into views, with the pictures it holds."""
+
+    def __init__(self) -> None:
+        self._frames: dict[str, VideoFrame] = {}
+
+    def view(self, tile: SceneTile) -> TileView:
+        if tile.picture is not None:
+            self._frames[tile.key] = tile.picture.frame()
+        frame = self._frames.get(tile.key) if tile.has_picture else None
+        return TileView(tile.key, tile.name, frame, tile.sequence, tile.placeholder, tile.muted)
+
+    def views(self, scene: Scene) -> tuple[list[TileView], TileView | None, set[str]]:
+        """The views, and the keys of tiles no longer shown (whose textures can go)."""
+        remote = [self.view(tile) for tile in scene.remote]
+        own = self.view(scene.own) if scene.own else None
+        keys = {view.key for view in remote} | ({own.key} if own else set())
+        gone = self._frames.keys() - keys
+        for key in gone:
+            del self._frames[key]
+        return remote, own, gone

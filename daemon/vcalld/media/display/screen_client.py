@@ -1,0 +1,98 @@
+"""The daemon's handle on its screen process (`screen_process`): start it, show scenes through
+it, and treat its death or silence as a lost display."""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import subprocess
+import sys
+import threading
+from multiprocessing.connection import Connection
+from typing import TypeVar
+
+from vcalld.config.models import DisplayConfig
+from vcalld.media.display.scene import Failed, Opened, Scene, SceneSender, Shown
+from vcalld.media.display.sdl import DisplayError
+
+OPEN_SECONDS = 30.0  # the interpreter, PyAV and SDL starting on a slow board, then the display
+SHOW_SECONDS = 5.0  # a screen not shown by then: the display (or its driver) hangs
+QUIT_SECONDS = 2.0
+POLL_SECONDS = 0.1
+
+Reply = TypeVar("Reply", Opened, Shown)
+
+
+class ScreenProcess:
+    """Used by the display thread only."""
+
+    def __init__(self, config: DisplayConfig, stopping: threading.Event) -> None:
+        ours, theirs = socket.socketpair()
+        self._channel = Connection(ours.detach())
+        with theirs:
+            self._process = subprocess.Popen(
+                [sys.executable, "-m", "vcalld.media.display.screen_process",
+                 str(theirs.fileno()), config.driver, str(config.width), str(config.height),
+                 str(config.rotation)],
+                pass_fds=[theirs.fileno()],
+                stdin=subprocess.DEVNULL,
+            )  # fmt: skip
+        self.sender = SceneSender()
+        try:
+            self.opened = self._opened(stopping)
+        except BaseException:
+            self.close()
+            raise
+
+    def _opened(self, stopping: threading.Event) -> Opened:
+        waited = 0.0
+        while not self._channel.poll(POLL_SECONDS):
+            waited += POLL_SECONDS
+            if stopping.is_set():
+                raise DisplayError("stopped while the display was opening")
+            if waited >= OPEN_SECONDS:
+                raise DisplayError(f"the display did not open within {OPEN_SECONDS:.0f} s")
+        return self._receive(Opened)
+
+    @property
+    def pid(self) -> int:
+        return self._process.pid
+
+    def show(self, scene: Scene) -> Shown:
+        try:
+            self._channel.send(scene)
+        except OSError:
+            raise DisplayError(self._ended()) from None
+        if not self._channel.poll(SHOW_SECONDS):
+            raise DisplayError(f"the display has not shown a screen for {SHOW_SECONDS:.0f} s")
+        return self._receive(Shown)
+
+    def _receive(self, expected: type[Reply]) -> Reply:
+        """The reply that is there to read; `Failed` or the process's end as DisplayError."""
+        try:
+            reply = self._channel.recv()
+        except (EOFError, OSError):
+            raise DisplayError(self._ended()) from None
+        if isinstance(reply, Failed):
+            raise DisplayError(reply.reason)
+        assert isinstance(reply, expected), reply
+        return reply
+
+    def _ended(self) -> str:
+        try:
+            code = self._process.wait(QUIT_SECONDS)
+        except subprocess.TimeoutExpired:
+            return "the display's process stopped answering"
+        return f"the display's process ended (exit code {code})"
+
+    def close(self) -> None:
+        """Asks the process to close the display; one that does not within QUIT_SECONDS (a
+        driver stuck on a display that went away) is killed."""
+        with contextlib.suppress(OSError):  # it may be gone already
+            self._channel.send(None)
+        self._channel.close()
+        try:
+            self._process.wait(QUIT_SECONDS)
+        except subprocess.TimeoutExpired:
+            self._process.kill()
+            self._process.wait()
