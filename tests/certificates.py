@@ -1,9 +1,10 @@
-"""A throw-away PKI for TLS tests: a CA, a server certificate for 127.0.0.1, a client one."""
+"""A throw-away PKI for TLS tests: a CA, a server certificate for 127.0.0.1, client ones."""
 
 from __future__ import annotations
 
 import datetime
 import ipaddress
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,6 +23,7 @@ class Pki:
     server_key: Path
     client_certificate: Path
     client_key: Path
+    clients: dict[str, tuple[Path, Path]]  # by common name: certificate, key
 
 
 def _name(common_name: str) -> x509.Name:
@@ -44,7 +46,8 @@ def _write_certificate(certificate: x509.Certificate, path: Path) -> Path:
     return path
 
 
-def make_pki(folder: Path) -> Pki:
+def make_pki(folder: Path, client_names: Sequence[str] = ("vcalld-kiosk",)) -> Pki:
+    """The first of `client_names` is `client_certificate`; each has its own in `clients`."""
     now = datetime.datetime.now(datetime.UTC)
     ca_key = ec.generate_private_key(ec.SECP256R1())
     ca = (
@@ -107,11 +110,19 @@ def make_pki(folder: Path) -> Pki:
         return builder.sign(ca_key, hashes.SHA256()), key
 
     server, server_key = issue("127.0.0.1", server=True)
-    client, client_key = issue("vcalld-kiosk", server=False)
+    clients = {}
+    for name in client_names:
+        client, client_key = issue(name, server=False)
+        clients[name] = (
+            _write_certificate(client, folder / f"client-{name}.pem"),
+            _write_key(client_key, folder / f"client-{name}.key"),
+        )
+    client_certificate, client_key_file = clients[client_names[0]]
     return Pki(
         ca=_write_certificate(ca, folder / "ca.pem"),
         server_certificate=_write_certificate(server, folder / "server.pem"),
         server_key=_write_key(server_key, folder / "server.key"),
-        client_certificate=_write_certificate(client, folder / "client.pem"),
-        client_key=_write_key(client_key, folder / "client.key"),
+        client_certificate=client_certificate,
+        client_key=client_key_file,
+        clients=clients,
     )

@@ -39,23 +39,26 @@ def free_port() -> int:
 class Mosquitto:
     """Debian's broker, loopback only, with persistence so sessions survive a restart.
 
-    `tls` (CA, certificate, key) makes the listener TLS-only and requires client certificates;
+    `tls` (CA, certificate, key) makes the listener TLS-only and requires client certificates,
+    whose common name is the username with `identity_as_username` (no password then);
     `passwords` (user: password) turns anonymous access off; `acl_file` confines each user."""
 
     def __init__(
         self,
         folder: Path,
+        *,
         tls: tuple[Path, Path, Path] | None = None,
         passwords: dict[str, str] | None = None,
         tcp_nodelay: bool = True,
         acl_file: Path | None = None,
+        identity_as_username: bool = False,
     ) -> None:
         self.folder = folder
         self.port = free_port()
         self.config = folder / "mosquitto.conf"
         lines = [
             f"listener {self.port} 127.0.0.1",
-            f"allow_anonymous {'false' if passwords else 'true'}",
+            f"allow_anonymous {'false' if passwords or identity_as_username else 'true'}",
             "persistence true",
             # Off by default in mosquitto: each reply then waits ~40 ms for the requester's
             # delayed ACK (bench/mqtt_latency.py measures both).
@@ -73,6 +76,8 @@ class Mosquitto:
                 f"keyfile {key}",
                 "require_certificate true",
             ]
+            if identity_as_username:
+                lines.append("use_identity_as_username true")
         if passwords:
             password_file = folder / "passwords"
             password_file.write_text("".join(f"{u}:{p}\n" for u, p in passwords.items()))

@@ -347,18 +347,32 @@ async def test_tls_with_client_certificate_and_password(
 EXAMPLE_ACL = Path(__file__).parent.parent / "config" / "mosquitto" / "vcalld.acl"
 
 
+@pytest.mark.parametrize("login", ["password", "client certificate"])
 async def test_the_example_acl_confines_each_device_to_its_own_topics(
-    tmp_path: Path, daemon_config: Callable[..., VcalldConfig]
+    tmp_path: Path, daemon_config: Callable[..., VcalldConfig], login: str
 ) -> None:
     """Through the shipped ACL: the fleet commands the kiosk and reads its state; another
-    device can do neither, though it is on the same broker."""
-    passwords = {"kiosk": "k-pass", "other": "o-pass", "fleet": "f-pass"}
-    broker = Mosquitto(tmp_path, passwords=passwords, acl_file=EXAMPLE_ACL)
+    device can do neither, though it is on the same broker. Each logs in with a password, or
+    with a client certificate whose common name is its username."""
+    if login == "password":
+        passwords = {"kiosk": "k-pass", "other": "o-pass", "fleet": "f-pass"}
+        broker = Mosquitto(tmp_path, passwords=passwords, acl_file=EXAMPLE_ACL)
+        (tmp_path / "password").write_text("k-pass\n")
+        mqtt = mqtt_section(broker, username="kiosk", password_file=str(tmp_path / "password"))
+        fleet_login: dict[str, Any] = {"credentials": ("fleet", "f-pass")}
+        other_login: dict[str, Any] = {"credentials": ("other", "o-pass")}
+    else:
+        pki = make_pki(tmp_path, ["kiosk", "other", "fleet"])
+        server = (pki.ca, pki.server_certificate, pki.server_key)
+        broker = Mosquitto(tmp_path, tls=server, acl_file=EXAMPLE_ACL, identity_as_username=True)
+        certificate, key = pki.clients["kiosk"]
+        tls = {"enabled": True, "ca_file": str(pki.ca), "cert_file": str(certificate)}
+        mqtt = mqtt_section(broker, tls=tls | {"key_file": str(key)})
+        fleet_login = {"tls": (pki.ca, *pki.clients["fleet"])}
+        other_login = {"tls": (pki.ca, *pki.clients["other"])}
     await asyncio.to_thread(broker.start)
-    (tmp_path / "password").write_text("k-pass\n")
-    mqtt = mqtt_section(broker, username="kiosk", password_file=str(tmp_path / "password"))
-    fleet = TestClient(broker.port, credentials=("fleet", "f-pass"))
-    other = TestClient(broker.port, credentials=("other", "o-pass"))
+    fleet = TestClient(broker.port, **fleet_login)
+    other = TestClient(broker.port, **other_login)
     replies = "vcalld/_replies/fleet"
     try:
         async with running(daemon_config(None, "kiosk", mqtt=mqtt)) as kiosk:
