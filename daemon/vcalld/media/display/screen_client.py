@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import socket
+import struct
 import subprocess
 import sys
 import threading
@@ -19,8 +20,18 @@ OPEN_SECONDS = 30.0  # the interpreter, PyAV and SDL starting on a slow board, t
 SHOW_SECONDS = 5.0  # a screen not shown by then: the display (or its driver) hangs
 QUIT_SECONDS = 2.0
 POLL_SECONDS = 0.1
+NOT_SHOWN = f"the display has not shown a screen for {SHOW_SECONDS:.0f} s"
 
 Reply = TypeVar("Reply", Opened, Shown)
+
+
+def _set_send_timeout(sock: socket.socket, seconds: float) -> None:
+    """SO_SNDTIMEO takes a struct timeval, two 32- or 64-bit fields as the platform has it
+    (armhf: either); the kernel's own answer says which."""
+    size = len(sock.getsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, 16))
+    layout = "@qq" if size == 16 else "@ii"
+    timeval = struct.pack(layout, int(seconds), int(seconds % 1 * 1_000_000))
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, timeval)
 
 
 class ScreenProcess:
@@ -28,15 +39,22 @@ class ScreenProcess:
 
     def __init__(self, config: DisplayConfig, stopping: threading.Event) -> None:
         ours, theirs = socket.socketpair()
-        self._channel = Connection(ours.detach())
+        # A process stuck in a present stops reading: a picture bigger than the socket's
+        # buffer must not then block the display thread for good.
+        _set_send_timeout(ours, SHOW_SECONDS)
         with theirs:
-            self._process = subprocess.Popen(
-                [sys.executable, "-m", "vcalld.media.display.screen_process",
-                 str(theirs.fileno()), config.driver, str(config.width), str(config.height),
-                 str(config.rotation)],
-                pass_fds=[theirs.fileno()],
-                stdin=subprocess.DEVNULL,
-            )  # fmt: skip
+            try:
+                self._process = subprocess.Popen(
+                    [sys.executable, "-m", "vcalld.media.display.screen_process",
+                     str(theirs.fileno()), config.driver, str(config.width),
+                     str(config.height), str(config.rotation)],
+                    pass_fds=[theirs.fileno()],
+                    stdin=subprocess.DEVNULL,
+                )  # fmt: skip
+            except OSError as error:
+                ours.close()
+                raise DisplayError(f"cannot start the screen's process: {error}") from None
+        self._channel = Connection(ours.detach())
         self.sender = SceneSender()
         try:
             self.opened = self._opened(stopping)
@@ -61,10 +79,12 @@ class ScreenProcess:
     def show(self, scene: Scene) -> Shown:
         try:
             self._channel.send(scene)
+        except BlockingIOError:  # SO_SNDTIMEO: it has not read for SHOW_SECONDS
+            raise DisplayError(NOT_SHOWN) from None
         except OSError:
             raise DisplayError(self._ended()) from None
         if not self._channel.poll(SHOW_SECONDS):
-            raise DisplayError(f"the display has not shown a screen for {SHOW_SECONDS:.0f} s")
+            raise DisplayError(NOT_SHOWN)
         return self._receive(Shown)
 
     def _receive(self, expected: type[Reply]) -> Reply:

@@ -69,6 +69,8 @@ class SdlScreen:
         if self._driver is not None:
             sdl2.SDL_SetHint(sdl2.SDL_HINT_VIDEODRIVER, self._driver)
         sdl2.SDL_SetHint(sdl2.SDL_HINT_VIDEO_ALLOW_SCREENSAVER, b"0")
+        # SIGTERM ends the process as usual, not as a quit event nobody asked for.
+        sdl2.SDL_SetHint(sdl2.SDL_HINT_NO_SIGNAL_HANDLERS, b"1")
         if sdl2.SDL_Init(sdl2.SDL_INIT_VIDEO) != 0:
             raise DisplayError(_sdl_error("cannot open the display"))
         mode = sdl2.SDL_DisplayMode()
@@ -237,10 +239,13 @@ class SdlScreen:
             sdl2.SDL_DestroyTexture(held.texture)
 
     def pump(self) -> None:
-        """Answers the window system (a window that does not is "not responding")."""
+        """Answers the window system (a window that does not is "not responding"). SDL says
+        quit when the display server closed the connection (a Wayland compositor that ended)
+        or the window was closed: either way this screen is gone."""
         event = sdl2.SDL_Event()
         while sdl2.SDL_PollEvent(ctypes.byref(event)):
-            pass
+            if event.type == sdl2.SDL_QUIT:
+                raise DisplayError("the display server closed the window or its connection")
 
     def close(self) -> None:
         for held in [*self._pictures.values(), *self._texts.values()]:
