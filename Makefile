@@ -117,7 +117,7 @@ bench-soak: $(VENV)/.installed
 
 # Faults one after another in one call, and how long each takes to heal (bench/faults.py).
 bench-faults: $(VENV)/.installed
-	$(SUDO) unshare --net sh -c 'ip link set lo up && exec $(BIN)/python -m bench.faults $(BENCH_ARGS)'
+	$(SUDO) unshare --net --mount sh -c 'ip link set lo up && exec $(BIN)/python -m bench.faults $(BENCH_ARGS)'
 
 # dist/vcalld_<version>_<ARCH>.deb, checked by lintian: ARCH is this machine's by default;
 # arm64 and armhf build in a test bed chroot under qemu-user (tools/deb.sh).

@@ -4,9 +4,11 @@ Two daemons in a call through the room server on loopback: `kiosk` (the one faul
 `watcher`. After each fault the kiosk must be back in the call: the watcher receives its video
 again and the kiosk receives the watcher's. Recovery is the time from the fault's end to both.
 Faults that need a process of their own (SIGTERM, SIGKILL, a bad config on reload) are done to
-a `vcalld run` process; the in-process daemons take the network and server faults. The fault
-ends where the table says: a restart's end, the network's return, the new process's start.
-Run it with `make bench-faults` (a private network namespace with only loopback).
+a `vcalld run` process; the in-process daemons take the network and server faults; a kiosk
+with devices of its own takes the device faults (bench/device_faults.py). The fault ends where
+the table says: a restart's end, the network's return, the new process's start, the device's
+return. Run it with `make bench-faults` (as root, in a private network namespace with only
+loopback and a mount namespace of its own).
 """
 
 from __future__ import annotations
@@ -22,98 +24,31 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
+from bench.device_faults import device_faults
+from bench.fault_call import (
+    FLOW_WINDOW_SECONDS,
+    RECOVERY_LIMIT_SECONDS,
+    Call,
+    Row,
+    flowing,
+    flowing_both_ways,
+    seconds_until,
+)
 from bench.table import markdown_table
-from tests.helpers import eventually, received, running, vcalld_process, write_daemon_config
+from tests.helpers import (
+    eventually,
+    running,
+    vcalld_process,
+    write_daemon_config,
+)
 from tests.janus import Janus, janus_call
 from tests.lossy import Loss, impair
 from tests.mqtt import Mosquitto, TestClient
-from vcalld.config import VcalldConfig
 from vcalld.config.models import RoomServerConfig
 from vcalld.control.client import control_request
 from vcalld.daemon import Daemon
 from vcalld.room.server import RoomServer
-
-RECOVERY_LIMIT_SECONDS = 30.0  # a fault not healed by then is reported as not recovered
-FLOW_WINDOW_SECONDS = 0.5
-VIDEO = {"width": 320, "height": 240, "fps": 15}
-MIN_FRAMES_IN_WINDOW = 3  # of 7.5 at 15 fps: video is flowing, not a frame or two late
-
-
-@dataclass
-class Row:
-    fault: str
-    lasted: str
-    recovered_seconds: float | None
-    notes: str
-
-    def cells(self) -> list[str]:
-        seconds = self.recovered_seconds
-        if seconds is None:
-            recovered = "not recovered"
-        else:  # flowing already in the first window looked at: the window is the resolution
-            recovered = f"{seconds:.1f}" if seconds > 0 else f"≤ {FLOW_WINDOW_SECONDS:g}"
-        return [self.fault, self.lasted, recovered, self.notes]
-
-
-async def flowing(daemon: Daemon, name: str) -> bool:
-    """`daemon` is receiving `name`'s video now, not just remembering some."""
-    before = received(daemon, name).get("video", {}).get("stamped_frames", 0)
-    await asyncio.sleep(FLOW_WINDOW_SECONDS)
-    after = received(daemon, name).get("video", {}).get("stamped_frames", 0)
-    return bool(after - before >= MIN_FRAMES_IN_WINDOW)
-
-
-async def seconds_until(
-    check: Callable[[], Awaitable[bool] | bool], since: float, window: float = FLOW_WINDOW_SECONDS
-) -> float | None:
-    """From `since` to the first time `check` holds, less the `window` it looks back over."""
-    try:
-        await eventually(check, RECOVERY_LIMIT_SECONDS, period=0.05)
-    except TimeoutError:
-        return None
-    return max(0.0, time.monotonic() - window - since)
-
-
-class Call:
-    """The kiosk and the watcher, both in this process, and what they share."""
-
-    def __init__(self, folder: Path, server: RoomServer, broker: Mosquitto) -> None:
-        self.folder, self.server, self.broker = folder, server, broker
-        self.kiosk: Daemon
-        self.watcher: Daemon
-
-    def config(
-        self, device_id: str, call: dict[str, Any] | None = None, **sections: dict[str, Any]
-    ) -> VcalldConfig:
-        """Through the room server unless `call` says otherwise."""
-        mesh = {
-            "server_url": f"ws://127.0.0.1:{self.server.port}/ws",
-            "room": "faults",
-            "ice_host_addresses": ["127.0.0.1"],
-        }
-        document: dict[str, Any] = {
-            "device": {"id": device_id},
-            "call": {**(call or mesh), "reconnect_max_seconds": 1.0},
-            "video": VIDEO,
-            "control": {"socket": str(self.folder / f"{device_id}.sock")},
-            **sections,
-        }
-        return VcalldConfig.model_validate(document)
-
-    async def both_ways(self) -> bool:
-        return await flowing_both_ways(self.kiosk, self.watcher)
-
-    async def recovery(self, since: float) -> float | None:
-        return await seconds_until(self.both_ways, since)
-
-
-async def flowing_both_ways(kiosk: Daemon, watcher: Daemon) -> bool:
-    ours, theirs = await asyncio.gather(
-        flowing(watcher, kiosk.config.device.id), flowing(kiosk, watcher.config.device.id)
-    )
-    return ours and theirs
 
 
 async def janus_restart(call: Call) -> Row:
@@ -290,6 +225,7 @@ async def run(loss_seconds: float) -> list[Row]:
                     await broker_restart(call),
                     *await process_faults(call),
                     await janus_restart(call),
+                    *await device_faults(call),
                 ]
         finally:
             await call.server.stop()

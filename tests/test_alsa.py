@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import subprocess
+import time
 from collections.abc import Callable, Iterator
 
 import numpy as np
@@ -19,6 +20,7 @@ from tests.soundcard import PcmTrack, PipeSoundCard, playing, tone
 from vcalld.commands import SetVolumeCommand
 from vcalld.config import AudioConfig, VcalldConfig
 from vcalld.config.models import SpeakerConfig
+from vcalld.media.alsa.runaway import RunawayCheck, RunawayDeviceError
 from vcalld.media.sinks.speaker import Speaker
 from vcalld.media.sinks.stats import AudioStats, dominant_frequency, level_dbfs
 from vcalld.media.sources.alsa import AlsaSource
@@ -164,6 +166,46 @@ async def test_missing_microphone_sends_silence_says_why_and_recovers(
     finally:
         task.cancel()
         card.close()
+
+
+async def test_a_microphone_whose_stream_ends_mid_call_is_reopened_when_it_returns(
+    card: PipeSoundCard,
+) -> None:
+    """Pulled mid-stream, the pipe card's `file` PCM reads at once and forever (end of file):
+    taken for a runaway device, it is let go, silence goes out at the device's own pace (not
+    stale periods at thousands a second), and the microphone is taken back when it returns."""
+    card.plug("mic")
+    source = AlsaSource(AudioConfig(source="alsa", device=card.MIC, sample_rate=48000))
+    stats, problems = AudioStats(), list[str | None]()
+    task = asyncio.create_task(source.run(functools.partial(add_audio, stats), problems.append))
+    try:
+        with card.feeding(tone(1000, 48000, 1, 1.0), 48000, 1):
+            await eventually(lambda: stats.snapshot()["frequency_hz"] == 1000, 5)
+        card.unplug("mic")
+        await eventually(lambda: str(problems[-1]).startswith("microphone "), 5)
+        frames, since = stats.frames, time.monotonic()
+        await asyncio.sleep(2.0)
+        per_second = (stats.frames - frames) / (time.monotonic() - since)
+        assert 40 <= per_second <= 60, per_second  # 20 ms periods: 50 a second
+        card.plug("mic")
+        with card.feeding(tone(1000, 48000, 1, 1.0), 48000, 1):
+            await eventually(lambda: problems[-1] is None, 10)
+            await eventually(lambda: stats.snapshot()["frequency_hz"] == 1000, 5)
+    finally:
+        task.cancel()
+        card.close()
+
+
+def test_a_device_is_a_runaway_only_when_far_faster_than_its_clock() -> None:
+    now = [0.0]
+    check = RunawayCheck(48000, clock=lambda: now[0])
+    for _ in range(500):  # ten seconds in real time, 20 ms at a time
+        now[0] += 0.02
+        check.moved(960)
+    check.moved(48000)  # a whole second's buffer at once, as at a start: not yet
+    with pytest.raises(RunawayDeviceError, match="its stream has ended"):
+        for _ in range(300):  # 3 s more of audio within the same instant
+            check.moved(480)
 
 
 async def test_call_from_one_devices_microphone_to_the_others_speaker(

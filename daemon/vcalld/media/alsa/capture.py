@@ -14,6 +14,7 @@ from av import AudioFrame
 
 from vcalld.media.alsa.device import AlsaDeviceThread
 from vcalld.media.alsa.pcm import Direction, PcmSpec, available_frames
+from vcalld.media.alsa.runaway import RunawayCheck
 from vcalld.media.layout import layout_of
 from vcalld.media.sources.base import ReportProblem
 from vcalld.media.voice.processor import VoiceProcessor
@@ -40,11 +41,13 @@ class AlsaCapture(AlsaDeviceThread):
         self._position = 0
 
     def _stream(self, pcm: alsaaudio.PCM, stopping: threading.Event) -> None:
+        runaway = RunawayCheck(self.spec.rate)
         while not stopping.is_set():
             length, data = pcm.read()
             if length == -errno.EPIPE:
                 self._xrun()  # pyalsaaudio has already prepared the stream again
             elif length > 0:
+                runaway.moved(length)
                 # How long ago the period was heard matters only to the echo canceller: no
                 # device query per period without it.
                 age = length + available_frames(pcm) if self._voice is not None else length

@@ -8,6 +8,7 @@ import time
 import alsaaudio
 
 from vcalld.media.alsa.pcm import AudioDeviceError, Direction, PcmSpec, open_pcm
+from vcalld.media.alsa.runaway import RunawayDeviceError
 from vcalld.media.device_thread import DeviceThread
 from vcalld.media.sources.base import ReportProblem
 
@@ -22,7 +23,7 @@ class AlsaDeviceThread(DeviceThread[alsaaudio.PCM]):
 
     role = "audio device"
     unavailable_errors = (AudioDeviceError,)
-    lost_errors = (alsaaudio.ALSAAudioError,)
+    lost_errors = (alsaaudio.ALSAAudioError, RunawayDeviceError)
 
     def __init__(self, direction: Direction, spec: PcmSpec, report: ReportProblem) -> None:
         super().__init__(f"alsa-{spec.device}", report)

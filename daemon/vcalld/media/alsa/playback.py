@@ -10,6 +10,7 @@ import numpy as np
 
 from vcalld.media.alsa.device import AlsaDeviceThread
 from vcalld.media.alsa.pcm import Direction, PcmSpec, available_frames
+from vcalld.media.alsa.runaway import RunawayCheck
 from vcalld.media.mixer import Mixer
 from vcalld.media.sources.base import ReportProblem
 from vcalld.media.voice.processor import EchoReference
@@ -37,9 +38,13 @@ class AlsaPlayback(AlsaDeviceThread):
 
     def _stream(self, pcm: alsaaudio.PCM, stopping: threading.Event) -> None:
         buffer_frames = pcm.info()["buffer_size"]
+        runaway = RunawayCheck(self.spec.rate)
         while not stopping.is_set():
             period = self._mixer.mix(self.spec.period_frames)
-            if self._play(pcm, period, buffer_frames) == -errno.EPIPE:
+            written = self._play(pcm, period, buffer_frames)
+            if written > 0:
+                runaway.moved(written)
+            elif written == -errno.EPIPE:
                 # pyalsaaudio prepared the stream again but dropped the period. It is written
                 # again before the silence, the order the echo reference already has it in.
                 self._xrun()
