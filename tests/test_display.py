@@ -25,6 +25,7 @@ from tests.helpers import eventually, received, running, video_ok
 from tests.xserver import x_server
 from vcalld.commands import SetMuteCommand
 from vcalld.config import VcalldConfig
+from vcalld.media.display.arena import INITIAL_BYTES, ArenaReader, PictureArena
 from vcalld.media.display.compositor import PLACEHOLDER_GREY
 from vcalld.media.display.layout import GAP, Rect, grid, letterbox, self_view
 from vcalld.media.display.screen_client import NOT_SHOWN, QUIT_SECONDS, SHOW_SECONDS
@@ -346,6 +347,36 @@ async def test_a_lost_x_server_is_reported_and_the_screen_comes_back_with_it(
                 functools.partial(grab_x_screen, display),
             )
     assert str(problems[1]).startswith("display lost: the display's process ended"), problems
+
+
+def test_pictures_cross_to_the_screen_process_exactly_whatever_their_size() -> None:
+    """Through the shared arena, growing it midway: odd sizes (chroma rounded up), a frame
+    in another pixel format, and a picture bigger than the arena as it stood."""
+    rng = np.random.default_rng(7)
+    arena = PictureArena()
+    reader = ArenaReader(arena.path)
+    try:
+        arena.forget_path()
+        frames = [
+            VideoFrame.from_ndarray(rng.integers(0, 256, (361, 641, 3), np.uint8), format="rgb24"),
+            solid(COLOURS[1], 3840, 2160),
+            solid(COLOURS[2], 64, 36),
+        ]
+        arena.begin_scene()
+        pictures = [arena.put(frame) for frame in frames]
+        assert arena.size > INITIAL_BYTES  # grown for the 4K picture
+        for frame, picture in zip(frames, pictures, strict=True):
+            sent = frame.reformat(format="yuv420p")
+            shown = reader.frame(picture, arena.size)
+            assert (shown.width, shown.height) == (frame.width, frame.height)
+            for ours, theirs in zip(sent.planes, shown.planes, strict=True):
+                width = ours.width
+                mine = np.frombuffer(memoryview(ours), np.uint8).reshape(-1, ours.line_size)
+                got = np.frombuffer(memoryview(theirs), np.uint8).reshape(-1, theirs.line_size)
+                assert (mine[:, :width] == got[:, :width]).all()
+    finally:
+        reader.close()
+        arena.close()
 
 
 async def test_a_display_that_stops_answering_is_lost_and_opened_again() -> None:

@@ -1,5 +1,6 @@
 """What the daemon and its screen process say to each other, one message per screen: the
-tiles to draw (a picture only when it is new to that process) and, back, where they went."""
+tiles to draw (a picture only when it is new to that process, in the shared arena) and, back,
+where they went."""
 
 from __future__ import annotations
 
@@ -8,24 +9,9 @@ from dataclasses import dataclass
 import numpy as np
 from av import VideoFrame
 
+from vcalld.media.display.arena import ArenaReader, Picture, PictureArena
 from vcalld.media.display.layout import Rect
 from vcalld.media.display.tiles import TileView
-
-
-@dataclass(frozen=True)
-class Picture:
-    """A picture as yuv420p planes in one array, the form that crosses the pipe in one copy."""
-
-    planes: np.ndarray  # height * 3/2 rows of width bytes
-
-    @classmethod
-    def of(cls, frame: VideoFrame) -> Picture:
-        if frame.format.name != "yuv420p":
-            frame = frame.reformat(format="yuv420p")
-        return cls(frame.to_ndarray())
-
-    def frame(self) -> VideoFrame:
-        return VideoFrame.from_ndarray(self.planes, format="yuv420p")
 
 
 @dataclass(frozen=True)
@@ -48,6 +34,7 @@ class Scene:
     own: SceneTile | None
     idle: str
     capture: bool  # answer with the screen as shown
+    arena_size: int  # bytes of the arena the pictures are in
 
 
 @dataclass(frozen=True)
@@ -76,13 +63,14 @@ class Shown:
 class SceneSender:
     """The daemon's side: turns views into scene tiles, each picture sent only once."""
 
-    def __init__(self) -> None:
+    def __init__(self, arena: PictureArena) -> None:
+        self._arena = arena
         self._sent: dict[str, int] = {}  # key: sequence of the picture the process holds
 
     def tile(self, view: TileView) -> SceneTile:
         picture = None
         if view.frame is not None and self._sent.get(view.key) != view.sequence:
-            picture = Picture.of(view.frame)
+            picture = self._arena.put(view.frame)
             self._sent[view.key] = view.sequence
         return SceneTile(
             view.key, view.name, view.sequence, view.frame is not None, picture,
@@ -95,27 +83,29 @@ class SceneSender:
         keys = {view.key for view in remote} | ({own.key} if own else set())
         for gone in self._sent.keys() - keys:
             del self._sent[gone]
-        return Scene(
-            [self.tile(view) for view in remote], self.tile(own) if own else None, idle, capture
-        )
+        self._arena.begin_scene()
+        tiles = [self.tile(view) for view in remote]
+        own_tile = self.tile(own) if own else None
+        return Scene(tiles, own_tile, idle, capture, self._arena.size)
 
 
 class SceneReceiver:
     """The screen process's side: scene tiles back into views, with the pictures it holds."""
 
-    def __init__(self) -> None:
+    def __init__(self, arena: ArenaReader) -> None:
+        self._arena = arena
         self._frames: dict[str, VideoFrame] = {}
 
-    def view(self, tile: SceneTile) -> TileView:
+    def view(self, tile: SceneTile, arena_size: int) -> TileView:
         if tile.picture is not None:
-            self._frames[tile.key] = tile.picture.frame()
+            self._frames[tile.key] = self._arena.frame(tile.picture, arena_size)
         frame = self._frames.get(tile.key) if tile.has_picture else None
         return TileView(tile.key, tile.name, frame, tile.sequence, tile.placeholder, tile.muted)
 
     def views(self, scene: Scene) -> tuple[list[TileView], TileView | None, set[str]]:
         """The views, and the keys of tiles no longer shown (whose textures can go)."""
-        remote = [self.view(tile) for tile in scene.remote]
-        own = self.view(scene.own) if scene.own else None
+        remote = [self.view(tile, scene.arena_size) for tile in scene.remote]
+        own = self.view(scene.own, scene.arena_size) if scene.own else None
         keys = {view.key for view in remote} | ({own.key} if own else set())
         gone = self._frames.keys() - keys
         for key in gone:

@@ -13,6 +13,7 @@ from multiprocessing.connection import Connection
 from typing import TypeVar
 
 from vcalld.config.models import DisplayConfig
+from vcalld.media.display.arena import PictureArena
 from vcalld.media.display.scene import Failed, Opened, Scene, SceneSender, Shown
 from vcalld.media.display.sdl import DisplayError
 
@@ -42,25 +43,29 @@ class ScreenProcess:
         # A process stuck in a present stops reading: a picture bigger than the socket's
         # buffer must not then block the display thread for good.
         _set_send_timeout(ours, SHOW_SECONDS)
+        self._arena = PictureArena()
         with theirs:
             try:
                 self._process = subprocess.Popen(
                     [sys.executable, "-m", "vcalld.media.display.screen_process",
-                     str(theirs.fileno()), config.driver, str(config.width),
-                     str(config.height), str(config.rotation)],
+                     str(theirs.fileno()), str(self._arena.path), config.driver,
+                     str(config.width), str(config.height), str(config.rotation)],
                     pass_fds=[theirs.fileno()],
                     stdin=subprocess.DEVNULL,
                 )  # fmt: skip
             except OSError as error:
                 ours.close()
+                self._arena.close()
                 raise DisplayError(f"cannot start the screen's process: {error}") from None
         self._channel = Connection(ours.detach())
-        self.sender = SceneSender()
+        self.sender = SceneSender(self._arena)
         try:
             self.opened = self._opened(stopping)
         except BaseException:
             self.close()
             raise
+        finally:
+            self._arena.forget_path()  # any answer comes after the process has opened it
 
     def _opened(self, stopping: threading.Event) -> Opened:
         waited = 0.0
@@ -116,3 +121,4 @@ class ScreenProcess:
         except subprocess.TimeoutExpired:
             self._process.kill()
             self._process.wait()
+        self._arena.close()
