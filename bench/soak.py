@@ -125,7 +125,10 @@ async def soak(minutes: float, sample_seconds: float, command_seconds: float) ->
                 while time.monotonic() - started < minutes * 60:
                     samples.append(await sample(started, watcher, lag, process))
                     print(samples[-1], flush=True)
-                    deadline = time.monotonic() + sample_seconds
+                    # On a fixed grid: a period counted from each sample's end would walk the
+                    # sampling instant through the frame interval (the time a sample takes
+                    # each minute), which reads as a lag that climbs and falls by a frame.
+                    deadline = started + len(samples) * sample_seconds
                     while time.monotonic() < deadline:
                         if time.monotonic() >= next_command:
                             await command_round(kiosk)
