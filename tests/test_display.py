@@ -384,6 +384,7 @@ async def test_a_display_that_stops_answering_is_lost_and_opened_again() -> None
     daemon's screen for good: after SHOW_SECONDS it is killed and the display opened anew."""
     problems: list[str | None] = []
     async with screen(problems) as renderer, feeding(renderer, 1):
+        await renderer.screenshot()  # past the first screen, which may take OPEN_SECONDS
         stuck = renderer.screen_pid
         assert stuck is not None
         os.kill(stuck, signal.SIGSTOP)

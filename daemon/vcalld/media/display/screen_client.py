@@ -17,8 +17,10 @@ from vcalld.media.display.arena import PictureArena
 from vcalld.media.display.scene import Failed, Opened, Scene, SceneSender, Shown
 from vcalld.media.display.sdl import DisplayError
 
-OPEN_SECONDS = 30.0  # the interpreter, PyAV and SDL starting on a slow board, then the display
-SHOW_SECONDS = 5.0  # a screen not shown by then: the display (or its driver) hangs
+# Opening and the first screen, which compiles a GL driver's shaders: SDL with EGL on llvmpipe
+# took 25-30 s to open in the test bed's emulated VM.
+OPEN_SECONDS = 90.0
+SHOW_SECONDS = 10.0  # a later screen not shown by then: the display (or its driver) hangs
 QUIT_SECONDS = 2.0
 POLL_SECONDS = 0.1
 NOT_SHOWN = f"the display has not shown a screen for {SHOW_SECONDS:.0f} s"
@@ -59,6 +61,7 @@ class ScreenProcess:
                 raise DisplayError(f"cannot start the screen's process: {error}") from None
         self._channel = Connection(ours.detach())
         self.sender = SceneSender(self._arena)
+        self._shown_one = False
         try:
             self.opened = self._opened(stopping)
         except BaseException:
@@ -88,9 +91,11 @@ class ScreenProcess:
             raise DisplayError(NOT_SHOWN) from None
         except OSError:
             raise DisplayError(self._ended()) from None
-        if not self._channel.poll(SHOW_SECONDS):
+        if not self._channel.poll(SHOW_SECONDS if self._shown_one else OPEN_SECONDS):
             raise DisplayError(NOT_SHOWN)
-        return self._receive(Shown)
+        shown = self._receive(Shown)
+        self._shown_one = True
+        return shown
 
     def _receive(self, expected: type[Reply]) -> Reply:
         """The reply that is there to read; `Failed` or the process's end as DisplayError."""
