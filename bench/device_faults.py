@@ -24,7 +24,7 @@ from bench.fault_call import (
     seconds_until,
 )
 from tests.camera import FakeCameraSystem, FakeDevice, fake_camera
-from tests.helpers import eventually, received, running, tiny_disk
+from tests.helpers import eventually, received, recording_failure, running, tiny_disk
 from tests.soundcard import PipeSoundCard, tone
 from tests.xserver import x_server
 from vcalld.commands import StartRecordingCommand, StopRecordingCommand
@@ -163,7 +163,7 @@ async def _disk_full(kiosk: Daemon, watcher: Daemon, disk: Path) -> Row:
     recorder = kiosk.recorder
     started = time.monotonic()
     await kiosk.execute(StartRecordingCommand())
-    reason = await eventually(lambda: _recording_error(kiosk), RECOVERY_LIMIT_SECONDS)
+    reason = await eventually(lambda: recording_failure(recorder), RECOVERY_LIMIT_SECONDS)
     full_after = time.monotonic() - started
     call_on = await flowing_both_ways(kiosk, watcher)
     await kiosk.execute(StopRecordingCommand())
@@ -179,13 +179,6 @@ async def _disk_full(kiosk: Daemon, watcher: Daemon, disk: Path) -> Row:
     notes += "went on" if call_on else "stopped"
     notes += "; after the files were removed, start-recording records again"
     return Row("recording disk full", "-", back, notes)
-
-
-def _recording_error(kiosk: Daemon) -> str | None:
-    assert kiosk.recorder is not None
-    errors = [entry["recording"]["error"] for entry in kiosk.recorder.snapshot().values()]
-    errors += [stats.error for stats in kiosk.recorder.finished()]
-    return next((error for error in errors if error), None)
 
 
 def _empty(folder: Path) -> None:

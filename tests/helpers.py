@@ -22,6 +22,7 @@ from vcalld.call.stats import read_counters
 from vcalld.config import VcalldConfig
 from vcalld.daemon import Daemon
 from vcalld.events import state_events
+from vcalld.media.sinks.recorder import Recorder
 from vcalld.media.sources.base import VideoSource
 from vcalld.service import serve
 from vcalld.state import DeviceState
@@ -37,6 +38,13 @@ def tiny_disk(folder: Path) -> Iterator[Path]:
         yield folder
     finally:
         subprocess.run(["umount", str(folder)], check=True)
+
+
+def recording_failure(recorder: Recorder) -> str | None:
+    """Why a recording (running or ended) failed, if one did."""
+    errors = [entry["recording"]["error"] for entry in recorder.snapshot().values()]
+    errors += [stats.error for stats in recorder.finished()]
+    return next((error for error in errors if error), None)
 
 
 def loopback_config(

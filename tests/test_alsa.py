@@ -159,13 +159,20 @@ async def test_missing_microphone_sends_silence_says_why_and_recovers(
         assert str(problems[-1]).startswith(f"microphone unavailable: {card.MIC}:"), problems
         await eventually(lambda: stats.frames >= 10, 5)
         assert stats.snapshot()["level_dbfs"] == -100.0  # silence keeps the track alive
-        card.plug("mic")
-        with card.feeding(tone(1000, 48000, 1, 1.0), 48000, 1):
-            await eventually(lambda: problems[-1] is None, 10)
-            await eventually(lambda: stats.snapshot()["frequency_hz"] == 1000, 5)
+        await plugged_back_and_heard(card, stats, problems)
     finally:
         task.cancel()
         card.close()
+
+
+async def plugged_back_and_heard(
+    card: PipeSoundCard, stats: AudioStats, problems: list[str | None]
+) -> None:
+    """The microphone plugged in again, fed a 1000 Hz tone: no problem, and the tone heard."""
+    card.plug("mic")
+    with card.feeding(tone(1000, 48000, 1, 1.0), 48000, 1):
+        await eventually(lambda: problems[-1] is None, 10)
+        await eventually(lambda: stats.snapshot()["frequency_hz"] == 1000, 5)
 
 
 async def test_a_microphone_whose_stream_ends_mid_call_is_reopened_when_it_returns(
@@ -187,10 +194,7 @@ async def test_a_microphone_whose_stream_ends_mid_call_is_reopened_when_it_retur
         await asyncio.sleep(2.0)
         per_second = (stats.frames - frames) / (time.monotonic() - since)
         assert 40 <= per_second <= 60, per_second  # 20 ms periods: 50 a second
-        card.plug("mic")
-        with card.feeding(tone(1000, 48000, 1, 1.0), 48000, 1):
-            await eventually(lambda: problems[-1] is None, 10)
-            await eventually(lambda: stats.snapshot()["frequency_hz"] == 1000, 5)
+        await plugged_back_and_heard(card, stats, problems)
     finally:
         task.cancel()
         card.close()

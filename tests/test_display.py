@@ -301,15 +301,31 @@ def tiles_shown(pixels: np.ndarray, tiles: list[Rect]) -> bool:
 
 
 async def lost_and_back(
+    driver: str,
+    server: ExitStack,
+    start_again: Callable[[], AbstractContextManager[object]],
+    grab: Callable[[], np.ndarray],
+) -> list[str | None]:
+    """With the call's tiles on the screen (`driver`, full screen), the display server held by
+    `server` ends (as when it crashes or restarts): the display is reported lost; with the one
+    `start_again` starts, the tiles are shown again where they were (`grab`: what that server
+    shows). Returns the problems reported."""
+    problems: list[str | None] = []
+    async with (
+        screen(problems, driver=driver, width=0, height=0) as renderer,
+        feeding(renderer, 2),
+    ):
+        await _shown_again(renderer, problems, server, start_again, grab)
+    return problems
+
+
+async def _shown_again(
     renderer: DisplayRenderer,
     problems: list[str | None],
     server: ExitStack,
     start_again: Callable[[], AbstractContextManager[object]],
     grab: Callable[[], np.ndarray],
 ) -> None:
-    """With the call's tiles on the screen, the display server held by `server` ends (as when
-    it crashes or restarts): the display is reported lost; with the one `start_again` starts,
-    the tiles are shown again where they were (`grab`: what that server shows)."""
 
     async def drawn() -> bool:
         shot = await renderer.screenshot()
@@ -331,21 +347,15 @@ async def test_a_lost_x_server_is_reported_and_the_screen_comes_back_with_it(
 ) -> None:
     """Xlib ends the process whose X server goes away: that must be the screen's process, not
     the daemon (this one, here)."""
-    problems: list[str | None] = []
     with ExitStack() as first_server:
         display = first_server.enter_context(x_server(WIDTH, HEIGHT))
         monkeypatch.setenv("DISPLAY", display)
-        async with (
-            screen(problems, driver="x11", width=0, height=0) as renderer,
-            feeding(renderer, 2),
-        ):
-            await lost_and_back(
-                renderer,
-                problems,
-                first_server,
-                functools.partial(x_server, WIDTH, HEIGHT, display),
-                functools.partial(grab_x_screen, display),
-            )
+        problems = await lost_and_back(
+            "x11",
+            first_server,
+            functools.partial(x_server, WIDTH, HEIGHT, display),
+            functools.partial(grab_x_screen, display),
+        )
     assert str(problems[1]).startswith("display lost: the display's process ended"), problems
 
 
@@ -480,20 +490,14 @@ async def test_under_wayland_the_screen_fills_the_display_with_every_tile(
 async def test_a_wayland_compositor_that_ends_is_reported_and_the_screen_comes_back(
     x_display: str, wayland_session: tuple[Path, str]
 ) -> None:
-    problems: list[str | None] = []
     with ExitStack() as compositor:
         compositor.enter_context(weston(x_display, *wayland_session))
-        async with (
-            screen(problems, driver="wayland", width=0, height=0) as renderer,
-            feeding(renderer, 2),
-        ):
-            await lost_and_back(
-                renderer,
-                problems,
-                compositor,
-                functools.partial(weston, x_display, *wayland_session),
-                functools.partial(grab_x_screen, x_display),
-            )
+        await lost_and_back(
+            "wayland",
+            compositor,
+            functools.partial(weston, x_display, *wayland_session),
+            functools.partial(grab_x_screen, x_display),
+        )
 
 
 def audio(value: int, samples: int = 960) -> AudioFrame:

@@ -12,13 +12,12 @@ import av
 import numpy as np
 import pytest
 
-from tests.helpers import eventually, received, running, tiny_disk, video_ok
+from tests.helpers import eventually, received, recording_failure, running, tiny_disk, video_ok
 from vcalld.commands import LeaveCommand, StartRecordingCommand, StopRecordingCommand
 from vcalld.config import VcalldConfig
 from vcalld.media.display.layout import grid, letterbox
 from vcalld.media.layout import picture_plane
 from vcalld.media.pattern import bars_match
-from vcalld.media.sinks.recorder import Recorder
 from vcalld.media.sinks.stats import dominant_frequency
 from vcalld.room.server import RoomServer
 
@@ -141,19 +140,13 @@ async def test_a_full_disk_ends_the_recording_with_the_reason_and_the_call_goes_
         assert recorder is not None
         # Ended by the disk (the snapshot says why while the participant is recorded), and
         # the call still on.
-        failed = await eventually(lambda: failure(recorder), 30)
+        failed = await eventually(lambda: recording_failure(recorder), 30)
         frames = received(b, "dev-a")["video"]["frames"]
         await eventually(lambda: received(b, "dev-a")["video"]["frames"] > frames + 30, 5)
         assert (await b.execute(StopRecordingCommand())).ok
         (stats,) = recorder.finished()
     assert "No space left on device" in failed and stats.error == failed
     assert stats.video_frames > 0
-
-
-def failure(recorder: Recorder) -> str | None:
-    errors = [entry["recording"]["error"] for entry in recorder.snapshot().values()]
-    errors += [stats.error for stats in recorder.finished()]
-    return next((error for error in errors if error), None)
 
 
 def tone_prominence(signal: np.ndarray, rate: int, frequency: float) -> float:
